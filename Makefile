@@ -1,0 +1,48 @@
+# The two commands a newcomer runs: `make run` and `make test`. Both start from nothing
+# but Python 3.11 and make: they create .venv and install the pinned requirements.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+CHECKOV_VENV := .venv-checkov
+HOST ?= 127.0.0.1
+PORT ?= 8000
+MODEL ?= builtin:tiny
+
+.PHONY: run test lint bench render clean install
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+# One stamp per requirements set, so `make run` needs only the inference half.
+$(VENV)/.inference: $(VENV)/bin/python requirements/inference.txt
+	$(VENV)/bin/pip install -q -r requirements/inference.txt
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.inference requirements/dev.txt requirements/infra.txt
+	$(VENV)/bin/pip install -q -r requirements/dev.txt
+	touch $@
+
+$(CHECKOV_VENV)/.installed: requirements/checkov.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q -r requirements/checkov.txt
+	touch $@
+
+install: $(VENV)/.dev $(CHECKOV_VENV)/.installed
+
+run: $(VENV)/.inference
+	$(PY) -m inference serve --model $(MODEL) --host $(HOST) --port $(PORT)
+
+test: install
+	$(VENV)/bin/hadolint inference/Dockerfile
+	CHECKOV=$(abspath $(CHECKOV_VENV))/bin/checkov $(PY) -m pytest
+
+bench: $(VENV)/.inference
+	$(PY) -m bench.overhead
+	$(PY) -m bench.batching
+
+render: $(VENV)/.dev
+	$(PY) -m infra.render --stack dev --out out/dev
+
+clean:
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache out
