@@ -1,0 +1,1 @@
+"""The Stable Diffusion inference service (FastAPI over diffusers). Never imports pulumi."""

@@ -1,0 +1,63 @@
+"""Building the FastAPI application."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import Callable
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from ..config import ServerSettings
+from ..serving.batcher import BatchRunner
+from . import ops, seed
+from .auth import BasicAuth, BasicAuthMiddleware, load_htpasswd
+from .errors import install_error_handlers
+from .generation import VERSION, GenerationService
+from .middleware import BodySizeLimitMiddleware, MetricsMiddleware
+from .runtime import Runtime
+
+DESCRIPTION = """Stable Diffusion over HTTP, in three dialects:
+the seed API (`/v1/txt2img`, `/v1/img2img`), AUTOMATIC1111's `/sdapi/v1`, and OpenAI images.
+Images are base64 PNGs that carry A1111's `parameters` text chunk."""
+
+
+def create_app(
+    settings: ServerSettings,
+    *,
+    wrap_runner: Callable[[BatchRunner], BatchRunner] | None = None,
+) -> FastAPI:
+    runtime = Runtime(settings, wrap_runner=wrap_runner)
+    # Read the password file before serving anything: a bad file is a startup error.
+    auth = BasicAuth(load_htpasswd(settings.auth_file)) if settings.auth_file else None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title="Stable Diffusion", version=VERSION.split()[-1], description=DESCRIPTION, lifespan=lifespan)
+    app.state.runtime = runtime
+    app.state.generation = GenerationService(settings, runtime)
+    install_error_handlers(app)
+    app.include_router(ops.router)
+    app.include_router(seed.router)
+
+    # Middleware runs outermost-last: CORS answers preflights before auth, and the
+    # metrics layer sees every response, 401s and 413s included.
+    if auth is not None:
+        app.add_middleware(BasicAuthMiddleware, auth=auth)
+    app.add_middleware(BodySizeLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["*"],
+            allow_credentials=True,
+        )
+    return app

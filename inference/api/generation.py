@@ -1,0 +1,258 @@
+"""Turning an A1111-shaped request into batch tasks, and the results into A1111's response.
+
+Shared by every dialect (seed API, /sdapi/v1, OpenAI images), so they validate, seed and
+describe images the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from PIL import Image, ImageFilter, ImageOps
+
+from ..config import ServerSettings
+from ..engine.generate import BatchKey, ImageTask
+from ..engine.loading import LoadedModel
+from ..engine.samplers import AUTOMATIC, UnknownSamplerError, resolve
+from ..imaging import ImageInputError, decode_image, encode_png, fit
+from ..infotext import format_infotext
+from .runtime import Runtime
+from .schemas import GenerationRequest, GenerationResponse, Img2ImgRequest
+
+VERSION = "stable-diffusion-k8s 0.1.0"
+DISCONNECT_POLL_SECONDS = 0.2
+
+
+def field_error(field: str | tuple, message: str, value: Any = None) -> RequestValidationError:
+    """A 422 in FastAPI's own shape, whose `loc` and message name the offending field."""
+    location = ("body", *(field if isinstance(field, tuple) else (field,)))
+    name = ".".join(str(part) for part in location[1:])
+    return RequestValidationError(
+        [{"type": "value_error", "loc": location, "msg": f"{name}: {message}", "input": value}]
+    )
+
+
+@dataclass
+class Prepared:
+    key: BatchKey
+    tasks: list[ImageTask]
+    seeds: list[int]
+    subseeds: list[int]
+
+
+class GenerationService:
+    def __init__(self, settings: ServerSettings, runtime: Runtime):
+        self.settings = settings
+        self.runtime = runtime
+
+    # -- validation ------------------------------------------------------------------
+
+    def _check_limits(self, req: GenerationRequest, width: int, height: int) -> None:
+        s = self.settings
+        for name, value, limit in (("width", width, s.max_width), ("height", height, s.max_height)):
+            if value % 8:
+                raise field_error(name, f"must be a multiple of 8, got {value}", value)
+            if not 64 <= value <= limit:
+                raise field_error(name, f"must be between 64 and {limit}, got {value}", value)
+        if req.steps > s.max_steps:
+            raise field_error("steps", f"must be at most {s.max_steps}, got {req.steps}", req.steps)
+        if req.batch_size > s.max_images_per_batch:
+            raise field_error(
+                "batch_size", f"must be at most {s.max_images_per_batch}, got {req.batch_size}", req.batch_size
+            )
+        if req.n_iter > s.max_n_iter:
+            raise field_error("n_iter", f"must be at most {s.max_n_iter}, got {req.n_iter}", req.n_iter)
+        for name in ("prompt", "negative_prompt"):
+            length = len(getattr(req, name))
+            if length > s.max_prompt_length:
+                raise field_error(name, f"is {length} characters; the limit is {s.max_prompt_length}")
+
+    def _model_for(self, req: GenerationRequest) -> LoadedModel:
+        model = self.runtime.require_model()
+        wanted = req.override_settings.get("sd_model_checkpoint")
+        if wanted and wanted not in model.names:
+            raise field_error(
+                ("override_settings", "sd_model_checkpoint"),
+                f"unknown checkpoint {wanted!r}; available: {model.title}",
+                wanted,
+            )
+        return model
+
+    # -- request -> tasks -------------------------------------------------------------
+
+    def prepare(self, req: GenerationRequest, model: LoadedModel) -> Prepared:
+        default_width, default_height = model.native_size
+        width = req.width or default_width
+        height = req.height or default_height
+        self._check_limits(req, width, height)
+        try:
+            sampler = resolve(req.sampler_name or req.sampler_index, req.scheduler)
+        except UnknownSamplerError as error:
+            raise field_error(error.field, str(error), getattr(req, error.field, None)) from None
+
+        count = req.batch_size * req.n_iter
+        seed = req.seed if req.seed != -1 else secrets.randbelow(2**32)
+        subseed = req.subseed if req.subseed != -1 else secrets.randbelow(2**32)
+        seeds = [(seed + i) % 2**32 for i in range(count)]
+        subseeds = [(subseed + i) % 2**32 for i in range(count)]
+
+        kind = "txt2img"
+        init_images: list[Image.Image | None] = [None]
+        mask = None
+        strength = None
+        if isinstance(req, Img2ImgRequest):
+            init_images = self._init_images(req, width, height)
+            mask = self._mask(req, width, height)
+            kind = "inpaint" if mask is not None else "img2img"
+            strength = req.denoising_strength
+            if strength <= 0:
+                raise field_error("denoising_strength", "must be greater than 0 for img2img", strength)
+
+        key = BatchKey(
+            model=model.name,
+            kind=kind,
+            width=width,
+            height=height,
+            steps=req.steps,
+            sampler=sampler,
+            cfg_scale=float(req.cfg_scale),
+            denoising_strength=strength,
+        )
+        tasks = [
+            ImageTask(
+                prompt=req.prompt,
+                negative_prompt=req.negative_prompt,
+                seed=seeds[i],
+                init_image=init_images[i % len(init_images)],
+                mask=mask,
+            )
+            for i in range(count)
+        ]
+        return Prepared(key, tasks, seeds, subseeds)
+
+    def _init_images(self, req: Img2ImgRequest, width: int, height: int) -> list[Image.Image]:
+        if not req.init_images:
+            raise HTTPException(404, "Init image not found")
+        images = []
+        for index, data in enumerate(req.init_images):
+            try:
+                image = decode_image(data, f"init_images.{index}")
+            except ImageInputError as error:
+                raise field_error(("init_images", index), str(error)) from None
+            images.append(fit(image, width, height, req.resize_mode))
+        return images
+
+    def _mask(self, req: Img2ImgRequest, width: int, height: int) -> Image.Image | None:
+        if not req.mask:
+            return None
+        try:
+            mask = decode_image(req.mask, "mask")
+        except ImageInputError as error:
+            raise field_error("mask", str(error)) from None
+        mask = fit(mask.convert("L"), width, height, req.resize_mode).convert("L")
+        if req.inpainting_mask_invert:
+            mask = ImageOps.invert(mask)
+        if req.mask_blur:
+            mask = mask.filter(ImageFilter.GaussianBlur(req.mask_blur))
+        return mask
+
+    # -- running ----------------------------------------------------------------------
+
+    async def generate(self, req: GenerationRequest, request: Request) -> GenerationResponse:
+        model = self._model_for(req)
+        prepared = self.prepare(req, model)
+        result = await submit_watching_disconnect(self.runtime, prepared, request)
+        return self.describe(req, model, prepared, result.images)
+
+    def describe(self, req: GenerationRequest, model: LoadedModel, prepared: Prepared, images: list[Image.Image]) -> GenerationResponse:
+        key = prepared.key
+        infotexts = [self.infotext(req, model, key, prepared.seeds[i]) for i in range(len(images))]
+        info = {
+            "prompt": req.prompt,
+            "all_prompts": [req.prompt] * len(prepared.tasks),
+            "negative_prompt": req.negative_prompt,
+            "all_negative_prompts": [req.negative_prompt] * len(prepared.tasks),
+            "seed": prepared.seeds[0],
+            "all_seeds": prepared.seeds,
+            "subseed": prepared.subseeds[0],
+            "all_subseeds": prepared.subseeds,
+            "subseed_strength": req.subseed_strength,
+            "width": key.width,
+            "height": key.height,
+            "sampler_name": key.sampler.sampler,
+            "scheduler": key.sampler.schedule,
+            "cfg_scale": key.cfg_scale,
+            "steps": key.steps,
+            "batch_size": req.batch_size,
+            "n_iter": req.n_iter,
+            "restore_faces": False,
+            "face_restoration_model": None,
+            "sd_model_name": model.title,
+            "sd_model_hash": model.short_hash,
+            "sd_vae_name": None,
+            "sd_vae_hash": None,
+            "seed_resize_from_w": -1,
+            "seed_resize_from_h": -1,
+            "denoising_strength": key.denoising_strength,
+            "extra_generation_params": {},
+            "index_of_first_image": 0,
+            "infotexts": infotexts,
+            "styles": req.styles,
+            "job_timestamp": time.strftime("%Y%m%d%H%M%S"),
+            "clip_skip": 1,
+            "is_using_inpainting_conditioning": False,
+            "version": VERSION,
+        }
+        parameters = req.model_dump(mode="json")
+        if isinstance(req, Img2ImgRequest) and not req.include_init_images:
+            parameters["init_images"] = None
+            parameters["mask"] = None
+        encoded = [encode_png(image, infotexts[i]) for i, image in enumerate(images)] if req.send_images else []
+        return GenerationResponse(images=encoded, parameters=parameters, info=json.dumps(info))
+
+    @staticmethod
+    def infotext(req: GenerationRequest, model: LoadedModel, key: BatchKey, seed: int) -> str:
+        fields = {
+            "Steps": key.steps,
+            "Sampler": key.sampler.sampler,
+            "Schedule type": None if key.sampler.schedule == AUTOMATIC else key.sampler.schedule,
+            "CFG scale": _number(key.cfg_scale),
+            "Seed": seed,
+            "Size": f"{key.width}x{key.height}",
+            "Model hash": model.short_hash,
+            "Model": model.title,
+            "Denoising strength": key.denoising_strength,
+            "Version": VERSION,
+        }
+        return format_infotext(req.prompt, req.negative_prompt, fields)
+
+
+def _number(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else value
+
+
+class ClientDisconnected(Exception):
+    pass
+
+
+async def submit_watching_disconnect(runtime: Runtime, prepared: Prepared, request: Request):
+    """Submit to the batcher; if the client goes away first, cancel its work."""
+    job = asyncio.ensure_future(runtime.batcher.submit(prepared.key, prepared.tasks))
+    while True:
+        done, _ = await asyncio.wait({job}, timeout=DISCONNECT_POLL_SECONDS)
+        if done:
+            return job.result()
+        if await request.is_disconnected():
+            job.cancel()
+            try:
+                await job
+            except asyncio.CancelledError:
+                pass
+            raise ClientDisconnected()

@@ -1,0 +1,36 @@
+"""Operational endpoints: liveness, readiness, Prometheus metrics. Never behind auth."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .dependencies import RuntimeDep
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", summary="Liveness: the process is serving HTTP")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    summary="Readiness: the model is loaded, the queue worker runs, and the server is not draining",
+    responses={503: {"description": "loading, draining or failed"}},
+)
+async def readyz(runtime: RuntimeDep) -> JSONResponse:
+    ready, state = runtime.readiness()
+    body = {"status": state, "model": runtime.settings.model}
+    if runtime.batcher is not None:
+        body["queue_depth"] = runtime.batcher.depth
+    if runtime.load_error:
+        body["detail"] = runtime.load_error
+    return JSONResponse(body, status_code=200 if ready else 503)
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics(runtime: RuntimeDep) -> Response:
+    return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)

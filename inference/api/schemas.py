@@ -1,0 +1,81 @@
+"""Request and response models of the generation endpoints (A1111's shapes).
+
+Unknown fields are ignored, as A1111 does, so clients written for newer or older A1111
+versions keep working. Fields that only make sense inside A1111's UI process (scripts,
+face restoration, saving to disk) are accepted and recorded but have no effect here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+
+
+class GenerationRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    prompt: str = Field("", description="what to draw")
+    negative_prompt: str = Field("", description="what to avoid")
+    styles: list[str] = Field(default_factory=list, description="accepted for compatibility; no styles are stored")
+    seed: int = Field(-1, ge=-1, le=2**32 - 1, description="-1 picks a random seed; image i uses seed + i")
+    subseed: int = Field(-1, ge=-1, le=2**32 - 1)
+    subseed_strength: float = Field(0.0, ge=0, le=1)
+    sampler_name: str | None = Field(None, description="A1111 sampler name, see GET /sdapi/v1/samplers")
+    sampler_index: str | None = Field(None, description="legacy alias of sampler_name")
+    scheduler: str | None = Field(None, description="schedule type (automatic, karras, ...), see GET /sdapi/v1/schedulers")
+    batch_size: int = Field(1, ge=1, description="images per pipeline call")
+    n_iter: int = Field(1, ge=1, description="number of batches")
+    steps: int = Field(20, ge=1, description="denoising steps")
+    cfg_scale: float = Field(
+        7.0, ge=0, le=50, validation_alias=AliasChoices("cfg_scale", "cfgScale"), description="classifier-free guidance scale"
+    )
+    width: int | None = Field(None, ge=8, description="pixels, multiple of 8; default: the model's native size")
+    height: int | None = Field(None, ge=8, description="pixels, multiple of 8; default: the model's native size")
+    denoising_strength: float | None = Field(None, ge=0, le=1)
+    restore_faces: bool | None = None
+    tiling: bool | None = None
+    eta: float | None = None
+    override_settings: dict[str, Any] = Field(default_factory=dict)
+    override_settings_restore_afterwards: bool = True
+    send_images: bool = Field(True, description="return the images in the response")
+    save_images: bool = Field(False, description="keep the images in the server's recent history")
+    do_not_save_samples: bool = False
+    do_not_save_grid: bool = False
+    alwayson_scripts: dict[str, Any] = Field(default_factory=dict)
+    script_name: str | None = None
+    script_args: list[Any] = Field(default_factory=list)
+
+
+class Txt2ImgRequest(GenerationRequest):
+    enable_hr: bool = Field(False, description="accepted for compatibility; hires fix is not applied")
+
+
+class Img2ImgRequest(GenerationRequest):
+    init_images: list[str] = Field(default_factory=list, description="base64 images or data URLs")
+    mask: str | None = Field(None, description="base64 mask: white is repainted (inpainting)")
+    denoising_strength: float = Field(0.75, ge=0, le=1)
+    resize_mode: int = Field(0, ge=0, le=3, description="0 resize, 1 crop and resize, 2 resize and fill, 3 as 0")
+    image_cfg_scale: float | None = None
+    mask_blur: int = Field(4, ge=0, le=64)
+    mask_blur_x: int | None = None
+    mask_blur_y: int | None = None
+    inpainting_fill: int = Field(0, ge=0, le=3)
+    inpaint_full_res: bool = True
+    inpaint_full_res_padding: int = 0
+    inpainting_mask_invert: int = Field(0, ge=0, le=1, description="1: repaint the black part of the mask")
+    initial_noise_multiplier: float | None = None
+    include_init_images: bool = Field(False, description="echo init_images and mask back in `parameters`")
+
+
+class GenerationResponse(BaseModel):
+    images: list[str] = Field(description="base64 PNG images, without a data: prefix")
+    parameters: dict[str, Any] = Field(description="the request as understood")
+    info: str = Field(description="JSON string with the generation info (seeds, infotexts, ...)")
+
+
+class ErrorBody(BaseModel):
+    error: str
+    detail: str
+    body: Any = None
+    errors: Any = None

@@ -1,0 +1,20 @@
+"""The seed API: `/v1/txt2img` and `/v1/img2img` (A1111 bodies; a bare prompt works)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from .dependencies import GenerationServiceDep
+from .schemas import GenerationResponse, Img2ImgRequest, Txt2ImgRequest
+
+router = APIRouter(prefix="/v1", tags=["seed API"])
+
+
+@router.post("/txt2img", response_model=GenerationResponse, summary="Text to image")
+async def txt2img(body: Txt2ImgRequest, request: Request, service: GenerationServiceDep) -> GenerationResponse:
+    return await service.generate(body, request)
+
+
+@router.post("/img2img", response_model=GenerationResponse, summary="Image to image (and inpainting with a mask)")
+async def img2img(body: Img2ImgRequest, request: Request, service: GenerationServiceDep) -> GenerationResponse:
+    return await service.generate(body, request)

@@ -1,0 +1,78 @@
+"""Server settings: one pydantic model that is the single source of every CLI flag and
+its `SD_*` environment variable (the Kubernetes Deployment configures the server through
+the environment; a developer through flags)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+ENV_PREFIX = "SD_"
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "stable-diffusion-k8s"
+
+
+class ModelSettings(BaseModel):
+    """Which model, and where its weights are cached (shared by `serve` and `download`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(
+        "builtin:tiny",
+        description="builtin:tiny, builtin:tiny-sdxl, a Hugging Face repo id or a local pipeline directory",
+        min_length=1,
+    )
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) to pin")
+    cache_dir: Path = Field(default_factory=default_cache_dir, description="model cache directory")
+
+
+class ServerSettings(ModelSettings):
+    host: str = Field("127.0.0.1", description="address to listen on")
+    port: int = Field(8000, ge=1, le=65535, description="port to listen on")
+    device: str = Field("auto", description="torch device: auto, cuda, cpu, mps")
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field(
+        "auto", description="weights dtype: auto = float16 on CUDA, float32 elsewhere"
+    )
+    max_batch_size: int = Field(4, ge=1, le=64, description="images coalesced into one pipeline call (1 = no batching)")
+    batch_window_ms: float = Field(
+        15.0, ge=0, le=1000, description="how long the first request of a batch waits for company"
+    )
+    queue_size: int = Field(32, ge=1, description="requests waiting or running before new ones get 429")
+    auth_file: Path | None = Field(None, description="htpasswd file with bcrypt lines; enables HTTP Basic auth")
+    cors_origins: list[str] = Field(default_factory=list, description="origins allowed by CORS (comma-separated)")
+    max_width: int = Field(2048, ge=64, description="largest width accepted")
+    max_height: int = Field(2048, ge=64, description="largest height accepted")
+    max_steps: int = Field(150, ge=1, description="most denoising steps accepted")
+    max_images_per_batch: int = Field(8, ge=1, description="largest batch_size (images per iteration) accepted")
+    max_n_iter: int = Field(8, ge=1, description="largest n_iter accepted")
+    max_prompt_length: int = Field(4000, ge=1, description="longest prompt / negative prompt, in characters")
+    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="largest request body, in bytes")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value):
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("auth_file")
+    @classmethod
+    def _auth_file_exists(cls, value: Path | None):
+        if value is not None and not value.is_file():
+            raise ValueError(f"auth file {value} does not exist")
+        return value
+
+
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+def flag_name(field: str) -> str:
+    return "--" + field.replace("_", "-")

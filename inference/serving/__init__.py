@@ -1,0 +1,1 @@
+"""Serving: the bounded request queue that coalesces compatible requests into batches."""

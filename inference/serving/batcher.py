@@ -1,0 +1,384 @@
+"""Dynamic batching over a bounded queue.
+
+Requests ("jobs") are admitted up to `queue_size` (waiting + running); past that `submit`
+raises `QueueFull` at once, so a burst gets fast 429s instead of a hang. One worker task
+takes the oldest job, waits at most `window` for compatible company (same `BatchKey`),
+and runs up to `max_batch_size` images in one pipeline call on a worker thread (the event
+loop stays free for health checks and progress). A job larger than `max_batch_size` is
+split across calls. Each image has its own seed, so batching never changes which noise an
+image starts from.
+
+Failures stay with their batch: an out-of-memory error splits the batch in halves and
+retries (down to one image), any other error fails only the jobs in that batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+from PIL import Image
+
+from ..engine.generate import BatchKey, GenerationInterrupted, ImageTask, effective_steps
+
+log = logging.getLogger(__name__)
+
+
+class QueueFull(Exception):
+    def __init__(self, retry_after: int):
+        super().__init__(f"the queue is full; retry in {retry_after}s")
+        self.retry_after = retry_after
+
+
+class ShuttingDown(Exception):
+    pass
+
+
+class GenerationFailed(Exception):
+    def __init__(self, message: str, *, status: int = 500, kind: str = "GenerationError"):
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    try:
+        import torch
+
+        if isinstance(error, torch.cuda.OutOfMemoryError):
+            return True
+    except ImportError:  # pragma: no cover - torch is always there in the server
+        pass
+    return isinstance(error, MemoryError) or "out of memory" in str(error).lower()
+
+
+class BatchRunner(Protocol):
+    """Runs one pipeline call; raises GenerationInterrupted if `on_step` asked to stop."""
+
+    def __call__(self, key: BatchKey, tasks: list[ImageTask], on_step: Callable[[int, int], bool]) -> list[Image.Image]: ...
+
+
+class BatchObserver(Protocol):
+    def batch_started(self, size: int) -> None: ...
+    def batch_finished(self, size: int, steps: int, seconds: float) -> None: ...
+    def queue_changed(self, depth: int, waiting: int, running: int) -> None: ...
+
+
+@dataclass
+class JobResult:
+    images: list[Image.Image]
+    interrupted: bool = False
+
+
+@dataclass(eq=False)
+class _Job:
+    key: BatchKey
+    tasks: list[ImageTask]
+    future: asyncio.Future
+    results: list[Image.Image | None] = field(init=False)
+    next_task: int = 0
+    finished_tasks: int = 0
+    interrupted: bool = False
+    cancelled: bool = False
+
+    def __post_init__(self):
+        self.results = [None] * len(self.tasks)
+
+    @property
+    def unscheduled(self) -> int:
+        return len(self.tasks) - self.next_task
+
+
+@dataclass
+class Progress:
+    """What `/sdapi/v1/progress` reports about the running batch."""
+
+    active: bool = False
+    job_count: int = 0
+    step: int = 0
+    total_steps: int = 0
+    images_done: int = 0
+    images_total: int = 0
+    started_at: float = 0.0
+
+    @property
+    def fraction(self) -> float:
+        if not self.active or not self.images_total or not self.total_steps:
+            return 0.0
+        per_image = self.step / self.total_steps
+        return min(1.0, (self.images_done + per_image * self._running_images) / self.images_total)
+
+    _running_images: int = 0
+
+
+class Batcher:
+    def __init__(
+        self,
+        run: BatchRunner,
+        *,
+        max_batch_size: int,
+        window_seconds: float,
+        queue_size: int,
+        observer: BatchObserver | None = None,
+    ):
+        self._run = run
+        self.max_batch_size = max_batch_size
+        self.window_seconds = window_seconds
+        self.queue_size = queue_size
+        self._observer = observer
+        self._waiting: deque[_Job] = deque()
+        self._admitted = 0
+        self._running: list[_Job] = []
+        self._arrived = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._interrupt = threading.Event()
+        self._accepting = True
+        self._worker: asyncio.Task | None = None
+        self._seconds_per_image = 1.0  # running estimate for Retry-After
+        self.progress = Progress()
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(self._work(), name="batcher")
+
+    @property
+    def alive(self) -> bool:
+        return self._worker is not None and not self._worker.done()
+
+    @property
+    def accepting(self) -> bool:
+        return self._accepting
+
+    def stop_accepting(self) -> None:
+        self._accepting = False
+
+    async def drain(self) -> None:
+        """Wait until every admitted job has finished."""
+        await self._idle.wait()
+
+    async def close(self) -> None:
+        self.stop_accepting()
+        if self._worker is not None:
+            self._worker.cancel()
+            try:
+                await self._worker
+            except asyncio.CancelledError:
+                pass
+            self._worker = None
+
+    # -- intake --------------------------------------------------------------------
+
+    @property
+    def depth(self) -> int:
+        """Jobs admitted and not yet finished (waiting + running)."""
+        return self._admitted
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def interrupt(self) -> None:
+        """Stop the running batch after its current step (A1111 `interrupt`)."""
+        if self._running:
+            self._interrupt.set()
+
+    async def submit(self, key: BatchKey, tasks: list[ImageTask]) -> JobResult:
+        if not self._accepting:
+            raise ShuttingDown("the server is shutting down")
+        if self._admitted >= self.queue_size:
+            raise QueueFull(self._retry_after())
+        job = _Job(key, list(tasks), asyncio.get_running_loop().create_future())
+        self._admitted += 1
+        self._idle.clear()
+        self._waiting.append(job)
+        self._notify_queue()
+        self._arrived.set()
+        try:
+            return await asyncio.shield(job.future)
+        except asyncio.CancelledError:
+            self._cancel(job)
+            raise
+
+    def _retry_after(self) -> int:
+        queued_images = sum(len(j.tasks) for j in self._waiting) + sum(j.unscheduled for j in self._running)
+        return max(1, min(60, round(queued_images * self._seconds_per_image / max(1, self.max_batch_size))))
+
+    def _cancel(self, job: _Job) -> None:
+        if job.cancelled or job.future.done():
+            return
+        job.cancelled = True
+        if job in self._waiting:
+            self._waiting.remove(job)
+        self._release(job)
+        if self._running and all(j.cancelled for j in self._running):
+            self._interrupt.set()  # nobody is waiting for this batch any more
+
+    def _release(self, job: _Job) -> None:
+        self._admitted -= 1
+        if self._admitted == 0:
+            self._idle.set()
+        self._notify_queue()
+
+    def _notify_queue(self) -> None:
+        if self._observer is not None:
+            self._observer.queue_changed(self._admitted, len(self._waiting), len(self._running))
+
+    # -- the worker ----------------------------------------------------------------
+
+    def _compatible_images(self, key: BatchKey) -> int:
+        return sum(j.unscheduled for j in self._waiting if j.key == key)
+
+    async def _work(self) -> None:
+        while True:
+            while not self._waiting:
+                self._arrived.clear()
+                await self._arrived.wait()
+            key = self._waiting[0].key
+            deadline = time.monotonic() + self.window_seconds
+            while self._compatible_images(key) < self.max_batch_size and self._waiting:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._arrived.clear()
+                try:
+                    await asyncio.wait_for(self._arrived.wait(), remaining)
+                except asyncio.TimeoutError:
+                    break
+            if not self._waiting:
+                continue  # everything waiting was cancelled during the window
+            await self._run_one_batch(self._waiting[0].key)
+
+    def _take_batch(self, key: BatchKey) -> list[tuple[_Job, int]]:
+        picked: list[tuple[_Job, int]] = []
+        for job in list(self._waiting):
+            if job.key != key:
+                continue
+            while job.unscheduled and len(picked) < self.max_batch_size:
+                picked.append((job, job.next_task))
+                job.next_task += 1
+            if not job.unscheduled:
+                self._waiting.remove(job)
+            if job not in self._running:
+                self._running.append(job)
+            if len(picked) == self.max_batch_size:
+                break
+        return picked
+
+    async def _run_one_batch(self, key: BatchKey) -> None:
+        picked = self._take_batch(key)
+        jobs = list(dict.fromkeys(job for job, _ in picked))
+        self._interrupt.clear()
+        self.progress = Progress(
+            active=True,
+            job_count=len(jobs),
+            total_steps=effective_steps(key),
+            images_total=len(picked),
+            started_at=time.time(),
+        )
+        self.progress._running_images = len(picked)
+        self._notify_queue()
+        if self._observer is not None:
+            self._observer.batch_started(len(picked))
+        started = time.perf_counter()
+        outcome: list[Image.Image] | BaseException
+        interrupted = False
+        try:
+            outcome = await asyncio.to_thread(self._run_with_retries, key, [job.tasks[i] for job, i in picked])
+        except GenerationInterrupted as stop:
+            outcome, interrupted = stop.images, True
+        except Exception as error:  # the batch fails, the server goes on
+            outcome = error
+        seconds = time.perf_counter() - started
+        if not isinstance(outcome, BaseException):
+            self._seconds_per_image = 0.8 * self._seconds_per_image + 0.2 * seconds / max(1, len(picked))
+            if self._observer is not None:
+                self._observer.batch_finished(len(picked), self.progress.step * len(picked), seconds)
+        self.progress = Progress()
+        self._finish(picked, jobs, outcome, interrupted)
+
+    def _finish(self, picked, jobs, outcome, interrupted: bool) -> None:
+        if isinstance(outcome, BaseException):
+            failure = self._as_failure(outcome)
+        for position, (job, index) in enumerate(picked):
+            if isinstance(outcome, BaseException):
+                continue
+            job.results[index] = outcome[position]
+            job.finished_tasks += 1
+        for job in jobs:
+            if job.cancelled or job.future.done():
+                self._drop_running(job)
+                continue
+            if isinstance(outcome, BaseException):
+                self._complete(job, failure)
+            elif interrupted:
+                job.interrupted = True
+                # A1111 returns what was made when interrupted; the job's other images are dropped.
+                self._complete(job, JobResult([img for img in job.results if img is not None], interrupted=True))
+            elif job.finished_tasks == len(job.tasks):
+                self._complete(job, JobResult([img for img in job.results if img is not None]))
+            else:
+                self._drop_running(job)  # part of it is still waiting for the next batch
+
+    def _complete(self, job: _Job, result: JobResult | Exception) -> None:
+        if job in self._waiting:
+            self._waiting.remove(job)
+        self._drop_running(job)
+        if isinstance(result, Exception):
+            job.future.set_exception(result)
+        else:
+            job.future.set_result(result)
+        self._release(job)
+
+    def _drop_running(self, job: _Job) -> None:
+        if job in self._running:
+            self._running.remove(job)
+        self._notify_queue()
+
+    @staticmethod
+    def _as_failure(error: BaseException) -> GenerationFailed:
+        if isinstance(error, GenerationFailed):
+            return error
+        if is_out_of_memory(error):
+            return GenerationFailed(
+                "out of memory while generating even one image; try a smaller size", status=503, kind="OutOfMemory"
+            )
+        log.exception("generation failed", exc_info=error)
+        return GenerationFailed(f"generation failed: {type(error).__name__}", status=500)
+
+    def _run_with_retries(self, key: BatchKey, tasks: list[ImageTask]) -> list[Image.Image]:
+        """Runs on the worker thread. On OOM, halves the batch until one image fits."""
+        try:
+            return self._run(key, tasks, self._on_step)
+        except GenerationInterrupted:
+            raise
+        except Exception as error:
+            if not is_out_of_memory(error) or len(tasks) == 1:
+                raise
+            log.warning("out of memory at batch size %d; retrying in halves", len(tasks))
+            _free_accelerator_memory()
+            half = len(tasks) // 2
+            first = self._run_with_retries(key, tasks[:half])
+            return first + self._run_with_retries(key, tasks[half:])
+
+    def _on_step(self, step: int, total: int) -> bool:
+        self.progress.step = step
+        self.progress.total_steps = total
+        return self._interrupt.is_set()
+
+
+def _free_accelerator_memory() -> None:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:  # pragma: no cover
+        pass
