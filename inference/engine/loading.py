@@ -92,7 +92,13 @@ class LoadedModel:
 
     @property
     def scheduler_config(self) -> dict[str, Any]:
-        return dict(self.text2img.scheduler.config)
+        """The checkpoint's own scheduler config, as loaded (samplers derive from it)."""
+        return dict(self._scheduler_config)
+
+    def __post_init__(self) -> None:
+        # Captured once: each batch swaps in its sampler's scheduler, which must never
+        # become the base that the next sampler is derived from.
+        self._scheduler_config = dict(self.text2img.scheduler.config)
 
     def pipeline(self, kind: str):
         """The pipeline for `kind` ("txt2img", "img2img" or "inpaint"), sharing weights."""
@@ -126,6 +132,9 @@ def load_model(
         options["revision"] = revision
     pipeline = _from_pretrained(AutoPipelineForText2Image, source, options, half=device.dtype_name == "float16")
     pipeline.set_progress_bar_config(disable=True)
+    # Decode one image at a time: VAE decoding dominates peak memory at large batches,
+    # and a per-image decode keeps an image independent of what it was batched with.
+    pipeline.vae.enable_slicing()
     # Outputs are served to users as they are; no safety checker is loaded (the
     # operator decides on content policy, as with A1111).
     if getattr(pipeline, "safety_checker", None) is not None:
