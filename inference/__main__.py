@@ -6,24 +6,43 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Mapping
 
 from pydantic import BaseModel, ValidationError
 
 from .config import ModelSettings, ServerSettings, env_name, flag_name
 
+COMMANDS: dict[str, tuple[type[BaseModel], str]] = {
+    "serve": (ServerSettings, "serve the HTTP API and the web playground"),
+    "download": (ModelSettings, "prefetch a model into the cache (the Deployment's init container)"),
+}
 
-def _add_flags(parser: argparse.ArgumentParser, settings_class: type[BaseModel]) -> None:
+
+def _add_flags(parser: argparse.ArgumentParser, settings_class: type[BaseModel], environ: Mapping[str, str]) -> None:
     """One flag per settings field; its default is the `SD_*` variable when that is set."""
     for name, field in settings_class.model_fields.items():
         env = env_name(name)
-        help_text = f"{field.description} [env {env}]"
-        parser.add_argument(flag_name(name), dest=name, default=os.environ.get(env), help=help_text, metavar=name.upper())
+        parser.add_argument(
+            flag_name(name),
+            dest=name,
+            default=environ.get(env),
+            help=f"{field.description} [env {env}]",
+            metavar=name.upper(),
+        )
 
 
-def _settings(settings_class: type[BaseModel], namespace: argparse.Namespace):
-    values = {name: getattr(namespace, name) for name in settings_class.model_fields if getattr(namespace, name) is not None}
+def parse(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> tuple[str, BaseModel]:
+    """Command line + environment -> (command, validated settings). Exits 2 on bad input."""
+    environ = os.environ if environ is None else environ
+    parser = argparse.ArgumentParser(prog="python -m inference", description="Stable Diffusion inference server")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for command, (settings_class, help_text) in COMMANDS.items():
+        _add_flags(commands.add_parser(command, help=help_text, description=help_text), settings_class, environ)
+    args = parser.parse_args(argv)
+    settings_class = COMMANDS[args.command][0]
+    values = {name: getattr(args, name) for name in settings_class.model_fields if getattr(args, name) is not None}
     try:
-        return settings_class.model_validate(values)
+        return args.command, settings_class.model_validate(values)
     except ValidationError as error:
         for problem in error.errors():
             field = str(problem["loc"][0]) if problem["loc"] else ""
@@ -32,23 +51,23 @@ def _settings(settings_class: type[BaseModel], namespace: argparse.Namespace):
         raise SystemExit(2) from None
 
 
+def download(settings: ModelSettings) -> int:
+    from .engine.loading import download as fetch
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        where = fetch(settings.model, cache_dir=settings.cache_dir, revision=settings.revision)
+    except Exception as error:  # a clear one-line reason for the init container's log
+        print(f"error: could not download {settings.model!r}: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    print(f"{settings.model} is in {where}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m inference", description="Stable Diffusion inference server")
-    commands = parser.add_subparsers(dest="command", required=True)
-    _add_flags(commands.add_parser("serve", help="serve the HTTP API"), ServerSettings)
-    _add_flags(commands.add_parser("download", help="prefetch a model into the cache"), ModelSettings)
-    args = parser.parse_args(argv)
-
-    if args.command == "download":
-        settings = _settings(ModelSettings, args)
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        from .engine.loading import download
-
-        where = download(settings.model, cache_dir=settings.cache_dir, revision=settings.revision)
-        print(f"{settings.model} is in {where}")
-        return 0
-
-    settings = _settings(ServerSettings, args)
+    command, settings = parse(argv)
+    if command == "download":
+        return download(settings)
     from .server import serve
 
     return serve(settings)
