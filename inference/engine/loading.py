@@ -64,6 +64,8 @@ class LoadedModel:
     text2img: Any
     load_seconds: float
     is_sdxl: bool
+    # LoRA adapters loaded onto this checkpoint's modules, by name (engine/lora.py).
+    loras: dict[str, Any] = field(default_factory=dict)
     _derived: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -78,10 +80,14 @@ class LoadedModel:
 
     @property
     def short_hash(self) -> str:
-        """A stable 10-hex-digit id of the checkpoint, in the place of A1111's file hash."""
+        return self.hash_of(self.name)
+
+    @staticmethod
+    def hash_of(name: str) -> str:
+        """A stable 10-hex-digit id of a checkpoint, in the place of A1111's file hash."""
         import hashlib
 
-        return hashlib.sha256(self.name.encode("utf-8")).hexdigest()[:10]
+        return hashlib.sha256(name.encode("utf-8")).hexdigest()[:10]
 
     @property
     def native_size(self) -> tuple[int, int]:

@@ -1,0 +1,120 @@
+"""LoRA adapters: loaded once at start, activated per request by A1111's prompt syntax.
+
+`--lora REPO_OR_DIR[:NAME][:WEIGHT]` loads an adapter under NAME (default: the last path
+component) with a default WEIGHT (1.0). Adapters are inactive unless a prompt asks for
+one with `<lora:NAME:WEIGHT>`; the tag is removed from the text the encoder sees and the
+active set becomes part of the batch key, so requests with different adapters never share
+a pipeline call.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_TAG = re.compile(r"<lora:([^:>]+)(?::([^:>]*))?(?::[^>]*)?>", re.IGNORECASE)
+
+# (name, weight) pairs, sorted by name: hashable, so it can be part of a batch key.
+ActiveAdapters = tuple[tuple[str, float], ...]
+
+
+class LoraSpecError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    source: str
+    name: str
+    weight: float = 1.0
+
+    @classmethod
+    def parse(cls, text: str) -> "LoraSpec":
+        """`REPO_OR_DIR[:NAME][:WEIGHT]`; a repo id or path never contains a colon here."""
+        parts = text.strip().split(":")
+        if not parts[0]:
+            raise LoraSpecError(f"--lora {text!r}: the adapter source is empty")
+        if len(parts) > 3:
+            raise LoraSpecError(f"--lora {text!r}: expected REPO_OR_DIR[:NAME][:WEIGHT]")
+        source = parts[0]
+        name = Path(source.rstrip("/")).name
+        if name.endswith(".safetensors"):
+            name = name[: -len(".safetensors")]
+        weight = 1.0
+        rest = parts[1:]
+        if rest and _is_number(rest[-1]):
+            weight = float(rest.pop())
+        if rest:
+            name = rest[0] or name
+        if rest[1:]:
+            raise LoraSpecError(f"--lora {text!r}: WEIGHT must be a number")
+        if not re.fullmatch(r"[\w.\-]+", name):
+            raise LoraSpecError(f"--lora {text!r}: adapter name {name!r} may only use letters, digits, '.', '-', '_'")
+        return cls(source=source, name=name, weight=weight)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+class UnknownLoraError(ValueError):
+    def __init__(self, name: str, available: list[str]):
+        listed = ", ".join(available) if available else "none are loaded (start the server with --lora)"
+        super().__init__(f"unknown LoRA {name!r} in <lora:...>; available: {listed}")
+        self.name = name
+
+
+def extract_adapters(prompt: str, available: dict[str, LoraSpec]) -> tuple[str, ActiveAdapters]:
+    """Remove `<lora:NAME[:WEIGHT]>` tags; return the clean prompt and the active adapters."""
+    wanted: dict[str, float] = {}
+    for match in _TAG.finditer(prompt):
+        name, weight_text = match.group(1).strip(), (match.group(2) or "").strip()
+        if name not in available:
+            raise UnknownLoraError(name, sorted(available))
+        if weight_text and not _is_number(weight_text):
+            raise ValueError(f"<lora:{name}:{weight_text}>: the weight must be a number")
+        wanted[name] = float(weight_text) if weight_text else available[name].weight
+    clean = re.sub(r"\s+,", ",", _TAG.sub("", prompt))  # "a <lora:x>, b" -> "a, b"
+    clean = re.sub(r"[ \t]{2,}", " ", clean).strip(" ,")
+    return clean, tuple(sorted(wanted.items()))
+
+
+def load_adapters(pipeline: Any, specs: list[LoraSpec], cache_dir: Path) -> dict[str, LoraSpec]:
+    """Load every adapter onto `pipeline`, inactive. Returns those that loaded."""
+    loaded: dict[str, LoraSpec] = {}
+    for spec in specs:
+        source = Path(spec.source).expanduser()
+        options: dict[str, Any] = {"adapter_name": spec.name}
+        if source.is_file():
+            location: str = str(source.parent)
+            options["weight_name"] = source.name
+        else:
+            location = str(source) if source.is_dir() else spec.source
+            if not source.is_dir():
+                options["cache_dir"] = str(cache_dir)
+        pipeline.load_lora_weights(location, **options)
+        loaded[spec.name] = spec
+        log.info("loaded LoRA %s from %s", spec.name, spec.source)
+    if loaded:
+        pipeline.disable_lora()
+    return loaded
+
+
+def activate(pipeline: Any, adapters: ActiveAdapters, loaded: dict[str, LoraSpec]) -> None:
+    """Make exactly `adapters` active on the shared modules for the next call."""
+    if not loaded:
+        return
+    if not adapters:
+        pipeline.disable_lora()
+        return
+    pipeline.enable_lora()
+    pipeline.set_adapters([name for name, _ in adapters], [weight for _, weight in adapters])
