@@ -53,6 +53,13 @@ class ServerSettings(ModelSettings):
     max_n_iter: int = Field(8, ge=1, description="largest n_iter accepted")
     max_prompt_length: int = Field(4000, ge=1, description="longest prompt / negative prompt, in characters")
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="largest request body, in bytes")
+    history_size: int = Field(
+        64, ge=0, le=1024, description="recent images (save_images: true) kept in memory for StableStudio's history"
+    )
+    image_url_ttl_seconds: int = Field(
+        3600, ge=10, description="how long an OpenAI `response_format: url` image stays downloadable"
+    )
+    image_url_capacity: int = Field(128, ge=1, description="most OpenAI url images kept at once (oldest go first)")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
 
     @field_validator("cors_origins", mode="before")

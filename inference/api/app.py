@@ -10,12 +10,14 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from ..config import ServerSettings
 from ..serving.batcher import BatchRunner
-from . import ops, seed
+from . import openai_images, ops, sdapi, sdapi_catalog, seed, stablestudio
 from .auth import BasicAuth, BasicAuthMiddleware, load_htpasswd
 from .errors import install_error_handlers
 from .generation import VERSION, GenerationService
+from .history import GenerationHistory, ImageUrlStore
 from .middleware import BodySizeLimitMiddleware, MetricsMiddleware
 from .runtime import Runtime
+from .web import mount_web
 
 DESCRIPTION = """Stable Diffusion over HTTP, in three dialects:
 the seed API (`/v1/txt2img`, `/v1/img2img`), AUTOMATIC1111's `/sdapi/v1`, and OpenAI images.
@@ -41,10 +43,17 @@ def create_app(
 
     app = FastAPI(title="Stable Diffusion", version=VERSION.split()[-1], description=DESCRIPTION, lifespan=lifespan)
     app.state.runtime = runtime
-    app.state.generation = GenerationService(settings, runtime)
+    app.state.history = GenerationHistory(settings.history_size)
+    app.state.image_urls = ImageUrlStore(settings.image_url_capacity, settings.image_url_ttl_seconds)
+    app.state.generation = GenerationService(settings, runtime, history=app.state.history)
     install_error_handlers(app)
     app.include_router(ops.router)
     app.include_router(seed.router)
+    app.include_router(sdapi.router)
+    app.include_router(sdapi_catalog.router)
+    app.include_router(stablestudio.router)
+    app.include_router(openai_images.router)
+    mount_web(app)
 
     # Middleware runs outermost-last: CORS answers preflights before auth, and the
     # metrics layer sees every response, 401s and 413s included.

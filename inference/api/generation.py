@@ -23,6 +23,7 @@ from ..engine.loading import LoadedModel
 from ..engine.samplers import AUTOMATIC, UnknownSamplerError, resolve
 from ..imaging import ImageInputError, decode_image, encode_png, fit
 from ..infotext import format_infotext
+from .history import GenerationHistory
 from .runtime import Runtime
 from .schemas import GenerationRequest, GenerationResponse, Img2ImgRequest
 
@@ -48,9 +49,10 @@ class Prepared:
 
 
 class GenerationService:
-    def __init__(self, settings: ServerSettings, runtime: Runtime):
+    def __init__(self, settings: ServerSettings, runtime: Runtime, history: GenerationHistory | None = None):
         self.settings = settings
         self.runtime = runtime
+        self.history = history
 
     # -- validation ------------------------------------------------------------------
 
@@ -169,9 +171,27 @@ class GenerationService:
         model = self._model_for(req)
         prepared = self.prepare(req, model)
         result = await submit_watching_disconnect(self.runtime, prepared, request)
-        return self.describe(req, model, prepared, result.images)
+        # Interrupted: A1111 answers 200 with the images made so far (possibly none).
+        response = self.describe(req, model, prepared, result.images, interrupted=result.interrupted)
+        if req.save_images and self.history is not None:
+            self._remember(req, model, prepared, result.images, response)
+        return response
 
-    def describe(self, req: GenerationRequest, model: LoadedModel, prepared: Prepared, images: list[Image.Image]) -> GenerationResponse:
+    def _remember(self, req, model, prepared: Prepared, images: list[Image.Image], response: GenerationResponse) -> None:
+        encoded = response.images
+        if not encoded and images:  # send_images: false still saves, as A1111 does
+            encoded = [encode_png(image, self.infotext(req, model, prepared.key, prepared.seeds[i])) for i, image in enumerate(images)]
+        self.history.add(encoded, prepared.seeds, prepared.key.width, prepared.key.height)
+
+    def describe(
+        self,
+        req: GenerationRequest,
+        model: LoadedModel,
+        prepared: Prepared,
+        images: list[Image.Image],
+        *,
+        interrupted: bool = False,
+    ) -> GenerationResponse:
         key = prepared.key
         infotexts = [self.infotext(req, model, key, prepared.seeds[i]) for i in range(len(images))]
         info = {
@@ -210,6 +230,9 @@ class GenerationService:
             "is_using_inpainting_conditioning": False,
             "version": VERSION,
         }
+        if interrupted:
+            # Not an A1111 key (A1111 only says so in /progress); clients ignore it.
+            info["interrupted"] = True
         parameters = req.model_dump(mode="json")
         if isinstance(req, Img2ImgRequest) and not req.include_init_images:
             parameters["init_images"] = None

@@ -1,0 +1,178 @@
+"""OpenAI's images API: `POST /v1/images/generations`, `GET /v1/models`.
+
+Generation goes through the same `GenerationService` as the other dialects. Errors use
+OpenAI's shape (`{"error": {"message", "type", "param", "code"}}`), which the `openai`
+client turns into `BadRequestError` & co. with a readable message. Besides OpenAI's
+fields, a request may carry `negative_prompt`, `steps`, `cfg_scale`, `seed` and
+`sampler_name` (the client's `extra_body`).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any, Callable, Literal
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..serving.batcher import GenerationFailed, QueueFull, ShuttingDown
+from .dependencies import GenerationServiceDep, RuntimeDep
+from .generation import field_error
+from .schemas import Txt2ImgRequest
+
+# Names OpenAI clients send by default; they select this server's model, as any client
+# written for OpenAI would otherwise need code changes.
+OPENAI_MODEL_NAMES = frozenset({"dall-e-2", "dall-e-3", "gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5"})
+# Our request fields, as OpenAI's clients know them.
+_PARAM_NAMES = {"width": "size", "height": "size", "batch_size": "n"}
+# A model's `created` in OpenAI's listing; a served checkpoint has no better date.
+_SERVING_SINCE = int(time.time())
+
+
+def openai_error(status: int, message: str, *, kind: str, param: str | None = None, code: str | None = None,
+                 headers: dict[str, str] | None = None) -> JSONResponse:
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+class OpenAIErrorRoute(APIRoute):
+    """Answers this router's errors in OpenAI's shape instead of A1111's."""
+
+    def get_route_handler(self) -> Callable:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as error:
+                first = error.errors()[0]
+                location = [str(part) for part in first.get("loc", ()) if part != "body"]
+                param = _PARAM_NAMES.get(location[0], location[0]) if location else None
+                message = first.get("msg", "invalid request")
+                if location and not message.startswith(location[0]):
+                    message = f"{'.'.join(location)}: {message}"
+                return openai_error(400, message, kind="invalid_request_error", param=param)
+            except HTTPException as error:
+                kind = "invalid_request_error" if error.status_code < 500 else "server_error"
+                return openai_error(error.status_code, str(error.detail), kind=kind, headers=error.headers)
+            except QueueFull as error:
+                return openai_error(429, str(error), kind="rate_limit_error", code="queue_full",
+                                    headers={"Retry-After": str(error.retry_after)})
+            except ShuttingDown as error:
+                return openai_error(503, str(error), kind="server_error", headers={"Retry-After": "5"})
+            except GenerationFailed as error:
+                return openai_error(error.status, str(error), kind="server_error", code=error.kind)
+
+        return handle
+
+
+router = APIRouter(prefix="/v1", tags=["OpenAI images"], route_class=OpenAIErrorRoute)
+
+
+class ImageGenerationRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    prompt: str = Field(min_length=1, description="what to draw")
+    model: str | None = Field(None, description="this server's model id (GET /v1/models) or an OpenAI image model name")
+    n: int = Field(1, ge=1, le=10, description="number of images")
+    size: str | None = Field("auto", description="WxH in pixels (multiples of 8), or auto for the model's native size")
+    response_format: Literal["b64_json", "url"] | None = Field("b64_json", description="url: served here for a limited time")
+    quality: str | None = None
+    style: str | None = None
+    user: str | None = None
+    negative_prompt: str = ""
+    steps: int | None = Field(None, ge=1)
+    cfg_scale: float | None = Field(None, ge=0, le=50)
+    seed: int = Field(-1, ge=-1, le=2**32 - 1)
+    sampler_name: str | None = None
+
+
+class ImageData(BaseModel):
+    b64_json: str | None = None
+    url: str | None = None
+    revised_prompt: str | None = None
+
+
+class ImagesResponse(BaseModel):
+    created: int
+    data: list[ImageData]
+    output_format: str = "png"
+
+
+def _size(value: str | None) -> tuple[int | None, int | None]:
+    if value in (None, "", "auto"):
+        return None, None
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", value)
+    if not match:
+        raise field_error("size", f"must be 'WIDTHxHEIGHT' (for example 512x512) or 'auto', got {value!r}", value)
+    return int(match[1]), int(match[2])
+
+
+@router.post(
+    "/images/generations",
+    response_model=ImagesResponse,
+    response_model_exclude_none=True,
+    summary="Create images from a prompt (OpenAI images API)",
+)
+async def generate_images(
+    body: ImageGenerationRequest, request: Request, runtime: RuntimeDep, service: GenerationServiceDep
+) -> ImagesResponse:
+    model = runtime.require_model()
+    if body.model and body.model not in model.names and body.model not in OPENAI_MODEL_NAMES:
+        raise field_error("model", f"unknown model {body.model!r}; this server serves {model.name!r}", body.model)
+    width, height = _size(body.size)
+    fields: dict[str, Any] = dict(
+        prompt=body.prompt, negative_prompt=body.negative_prompt, batch_size=body.n, width=width, height=height,
+        seed=body.seed, sampler_name=body.sampler_name,
+    )
+    if body.steps is not None:
+        fields["steps"] = body.steps
+    if body.cfg_scale is not None:
+        fields["cfg_scale"] = body.cfg_scale
+    result = await service.generate(Txt2ImgRequest(**fields), request)
+    if body.response_format == "url":
+        store = request.app.state.image_urls
+        data = [
+            ImageData(url=str(request.url_for("openai_image_file", image_id=store.put_base64(image))))
+            for image in result.images
+        ]
+    else:
+        data = [ImageData(b64_json=image) for image in result.images]
+    return ImagesResponse(created=int(time.time()), data=data)
+
+
+@router.get(
+    "/images/files/{image_id}.png",
+    name="openai_image_file",
+    summary="An image made for a `response_format: url` request (kept for --image-url-ttl-seconds)",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}, 404: {"description": "unknown or expired"}},
+)
+async def image_file(image_id: str, request: Request) -> Response:
+    png = request.app.state.image_urls.get(image_id)
+    if png is None:
+        raise HTTPException(404, "this image link is unknown or has expired")
+    ttl = request.app.state.image_urls.ttl_seconds
+    return Response(png, media_type="image/png", headers={"Cache-Control": f"private, max-age={int(ttl)}"})
+
+
+def _model_entry(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": _SERVING_SINCE, "owned_by": "stable-diffusion-k8s"}
+
+
+@router.get("/models", summary="The model this server serves (OpenAI models API)")
+async def list_models(runtime: RuntimeDep) -> dict[str, Any]:
+    model = runtime.require_model()
+    return {"object": "list", "data": [_model_entry(model.name)]}
+
+
+@router.get("/models/{model_id:path}", summary="One model (OpenAI models API)")
+async def get_model(model_id: str, runtime: RuntimeDep) -> dict[str, Any]:
+    model = runtime.require_model()
+    if model_id not in model.names:
+        raise HTTPException(404, f"unknown model {model_id!r}; this server serves {model.name!r}")
+    return _model_entry(model.name)

@@ -1,0 +1,174 @@
+"""A1111 `/sdapi/v1` routes that describe the server: models, samplers, schedulers,
+memory, flags, and the lists of extras this server does not have (empty, in A1111's
+shapes, so clients that enumerate them keep working)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from fastapi import APIRouter
+
+from ..engine.samplers import SAMPLERS, SCHEDULES, supported_schedules
+from .dependencies import RuntimeDep
+from .sdapi import checkpoint_sha256
+
+router = APIRouter(prefix="/sdapi/v1", tags=["AUTOMATIC1111 API"])
+
+# A1111 schedule types: (aliases, default_rho, need_inner_model), from its sd_schedulers.py.
+_SCHEDULE_TRAITS: dict[str, tuple[list[str] | None, float, bool]] = {
+    "automatic": (None, -1, False),
+    "uniform": (None, -1, True),
+    "karras": (None, 7.0, False),
+    "exponential": (None, -1, False),
+    "beta": (None, -1, False),
+    "sgm_uniform": (["SGMUniform"], -1, True),
+}
+
+
+@router.get("/sd-models", summary="The checkpoint this server serves")
+async def sd_models(runtime: RuntimeDep) -> list[dict[str, Any]]:
+    model = runtime.require_model()
+    return [
+        {
+            "title": model.title,
+            "model_name": model.name,
+            "hash": model.short_hash,
+            "sha256": checkpoint_sha256(model),
+            "filename": model.source,
+            "config": None,
+        }
+    ]
+
+
+@router.post("/refresh-checkpoints", summary="No-op: one model per server")
+async def refresh_checkpoints() -> None:
+    return None
+
+
+@router.get("/samplers", summary="Samplers (A1111 names) and the diffusers schedulers behind them")
+async def samplers() -> list[dict[str, Any]]:
+    listed = []
+    for sampler in SAMPLERS:
+        options = {key: str(value) for key, value in sampler.options.items()}
+        listed.append({"name": sampler.name, "aliases": list(sampler.aliases), "options": options})
+    # Pre-1.9 A1111 listed "<sampler> Karras" as samplers of their own; older clients pick from these.
+    for sampler in SAMPLERS:
+        if "karras" in supported_schedules(sampler.name):
+            listed.append({"name": f"{sampler.name} Karras", "aliases": [], "options": {"scheduler": "karras"}})
+    return listed
+
+
+@router.get("/schedulers", summary="Schedule types (sigma spacing), usable with the `scheduler` field")
+async def schedulers() -> list[dict[str, Any]]:
+    return [
+        {
+            "name": schedule.name,
+            "label": schedule.label,
+            "aliases": _SCHEDULE_TRAITS[schedule.name][0],
+            "default_rho": _SCHEDULE_TRAITS[schedule.name][1],
+            "need_inner_model": _SCHEDULE_TRAITS[schedule.name][2],
+        }
+        for schedule in SCHEDULES
+    ]
+
+
+@router.get("/upscalers", summary="Upscalers: none beyond A1111's built-in placeholders")
+async def upscalers() -> list[dict[str, Any]]:
+    return [{"name": "None", "model_name": None, "model_path": None, "model_url": None, "scale": 4}]
+
+
+@router.get("/scripts", summary="Scripts: none")
+async def scripts() -> dict[str, list]:
+    return {"txt2img": [], "img2img": []}
+
+
+@router.get("/embeddings", summary="Textual-inversion embeddings: none")
+async def embeddings() -> dict[str, dict]:
+    return {"loaded": {}, "skipped": {}}
+
+
+def _empty_list_route(path: str, what: str) -> None:
+    async def empty() -> list:
+        return []
+
+    router.add_api_route(path, empty, methods=["GET"], summary=f"{what}: none", name=path.strip("/"))
+
+
+for _path, _what in (
+    ("/loras", "LoRAs"),
+    ("/hypernetworks", "Hypernetworks"),
+    ("/sd-vae", "Separate VAEs"),
+    ("/face-restorers", "Face restorers"),
+    ("/realesrgan-models", "RealESRGAN models"),
+    ("/prompt-styles", "Prompt styles"),
+    ("/latent-upscale-modes", "Latent upscale modes"),
+    ("/extensions", "Extensions"),
+):
+    _empty_list_route(_path, _what)
+
+
+@router.post("/refresh-loras", summary="No-op: no LoRAs")
+async def refresh_loras() -> None:
+    return None
+
+
+@router.get("/cmd-flags", summary="How the server was started (secrets left out)")
+async def cmd_flags(runtime: RuntimeDep) -> dict[str, Any]:
+    settings = runtime.settings
+    flags = settings.model_dump(mode="json")
+    # The password file's location is configuration, its existence is all a client needs.
+    flags["auth_file"] = settings.auth_file is not None
+    flags.update(
+        {
+            "api": True,
+            "nowebui": False,
+            "listen": settings.host not in ("127.0.0.1", "localhost"),
+            "cors_allow_origins": ",".join(settings.cors_origins) or None,
+            "ckpt": settings.model,
+            # A1111 prints these credentials here; this server never does.
+            "api_auth": None,
+            "gradio_auth": None,
+        }
+    )
+    return flags
+
+
+@router.get("/memory", summary="Process RAM and accelerator memory, in bytes")
+async def memory() -> dict[str, Any]:
+    return {"ram": _ram(), "cuda": _cuda()}
+
+
+def _ram() -> dict[str, Any]:
+    try:
+        meminfo = {}
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                key, _, rest = line.partition(":")
+                meminfo[key] = int(rest.split()[0]) * 1024
+        with open("/proc/self/statm", encoding="ascii") as handle:
+            resident = int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        return {"free": meminfo.get("MemAvailable", 0), "used": resident, "total": meminfo.get("MemTotal", 0)}
+    except (OSError, ValueError, IndexError) as error:
+        return {"error": f"{type(error).__name__}: RAM figures unavailable"}
+
+
+def _cuda() -> dict[str, Any]:
+    import torch
+
+    if not torch.cuda.is_available():
+        return {"error": "CUDA is not available"}
+    free, total = torch.cuda.mem_get_info()
+    stats = torch.cuda.memory_stats()
+
+    def pair(name: str) -> dict[str, int]:
+        return {"current": stats.get(f"{name}.all.current", 0), "peak": stats.get(f"{name}.all.peak", 0)}
+
+    return {
+        "system": {"free": free, "used": total - free, "total": total},
+        "active": pair("active_bytes"),
+        "allocated": pair("allocated_bytes"),
+        "reserved": pair("reserved_bytes"),
+        "inactive": pair("inactive_split_bytes"),
+        "events": {"retries": stats.get("num_alloc_retries", 0), "oom": stats.get("num_ooms", 0)},
+    }

@@ -1,0 +1,33 @@
+"""StableStudio's history route (what its webui plugin probes as the "history plugin").
+
+`POST /StableStudio/get-generated-images {"limit": n}` lists the most recent images of
+requests sent with `save_images: true` (StableStudio always sends it), newest first. The
+history lives in memory, bounded by `--history-size`, and is empty after a restart.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+router = APIRouter(prefix="/StableStudio", tags=["StableStudio"])
+
+
+class HistoryRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    limit: int | None = Field(None, ge=0, description="most images to return; all that are kept by default")
+
+
+class HistoryImage(BaseModel):
+    image_name: str
+    create_date: float = Field(description="seconds since the epoch")
+    content: str = Field(description="base64 PNG, with its parameters chunk")
+    width: int
+    height: int
+
+
+@router.post("/get-generated-images", response_model=list[HistoryImage], summary="Recently generated images")
+async def get_generated_images(request: Request, body: HistoryRequest | None = None) -> list[HistoryImage]:
+    limit = body.limit if body is not None else None
+    entries = request.app.state.history.recent(limit)
+    return [HistoryImage(**entry.__dict__) for entry in entries]
