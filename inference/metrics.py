@@ -14,6 +14,7 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        # The KEDA trigger of the component scales on this name: keep it.
         self.queue_depth = Gauge("sd_queue_depth", "Requests admitted and not finished (waiting + running)", registry=r)
         self.queue_waiting = Gauge("sd_queue_waiting", "Requests waiting for a batch", registry=r)
         self.in_flight = Gauge("sd_in_flight_requests", "Requests in the batch being generated", registry=r)
@@ -30,10 +31,12 @@ class Metrics:
         self.batch_seconds = Counter("sd_generation_seconds", "Seconds spent in pipeline calls", registry=r)
         self.steps_per_second = Gauge("sd_steps_per_second", "Denoising steps per second of the last batch", registry=r)
         self.rejected = Counter("sd_rejected_requests", "Requests refused because the queue was full", registry=r)
+        self.failed_batches = Counter(
+            "sd_failed_batches", "Pipeline calls that failed after retries, by error kind", ["kind"], registry=r
+        )
         self.model_load_seconds = Gauge("sd_model_load_seconds", "Seconds the model took to load", ["model"], registry=r)
         self.startup_seconds = Gauge("sd_startup_seconds", "Seconds from process start to ready", registry=r)
         self.ready = Gauge("sd_ready", "1 when the server accepts generations", registry=r)
-        self._running = 0
 
     # BatchObserver
     def batch_started(self, size: int) -> None:
@@ -45,6 +48,9 @@ class Metrics:
         self.batch_seconds.inc(seconds)
         if seconds > 0:
             self.steps_per_second.set(steps / seconds)
+
+    def batch_failed(self, size: int, kind: str) -> None:
+        self.failed_batches.labels(kind=kind).inc()
 
     def queue_changed(self, depth: int, waiting: int, running: int) -> None:
         self.queue_depth.set(depth)

@@ -1,41 +1,80 @@
 """Running the app under uvicorn with Kubernetes-friendly shutdown.
 
-On SIGTERM (sent after the Deployment's preStop hook), readiness turns false and new
-generations get 503 at once, while every admitted request runs to completion; then
-uvicorn closes and the process exits 0. A model that fails to load exits non-zero, so the
-pod shows the error in its log and restarts.
+On SIGTERM (sent after the Deployment's preStop hook) the server drains before it closes:
+readiness turns false (so the endpoint leaves the Service) and new generations get 503 at
+once, while the listener stays open and every admitted request (running or queued) runs
+to completion. Only then does uvicorn shut down (it still waits for responses being
+written), and the process exits 0. A second signal stops waiting for the queue; a third
+(SIGINT) forces uvicorn to quit. A model that fails to load exits non-zero, so the pod
+shows the error in its log and restarts.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 from types import FrameType
+from typing import Callable
 
 import uvicorn
 
 from .api.app import create_app
 from .config import ServerSettings
+from .serving.batcher import BatchRunner
 
 log = logging.getLogger(__name__)
 
 
 class GracefulServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, on_exit_signal):
+    def __init__(self, config: uvicorn.Config, *, begin_drain: Callable[[], None], drained: Callable[[], object]):
         super().__init__(config)
-        self._on_exit_signal = on_exit_signal
+        self._begin_drain = begin_drain
+        self._drained = drained
+        self._draining = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._drain_watch: asyncio.Task | None = None
+
+    async def serve(self, sockets=None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if sig == signal.SIGTERM or sig == signal.SIGINT:
-            self._on_exit_signal()
-        super().handle_exit(sig, frame)
+        if sig not in (signal.SIGTERM, signal.SIGINT) or self._loop is None:
+            super().handle_exit(sig, frame)
+            return
+        # Not passed to uvicorn's handler on purpose: uvicorn records the signal and
+        # re-raises it once shut down, and SIGTERM's default action would then end the
+        # process with -15 instead of exit 0 after a clean drain.
+        if not self._draining:
+            self._draining = True
+            log.info("received %s: draining (readiness false, admitted work finishes)", signal.Signals(sig).name)
+            self._begin_drain()
+            self._loop.call_soon_threadsafe(self._watch_drain)
+        elif not self.should_exit:
+            log.warning("second signal: shutting down without waiting for queued work")
+            self.should_exit = True
+        else:
+            self.force_exit = True
+
+    def _watch_drain(self) -> None:
+        self._drain_watch = asyncio.ensure_future(self._exit_when_drained())
+
+    async def _exit_when_drained(self) -> None:
+        await self._drained()
+        log.info("drained: every admitted request has finished; shutting down")
+        self.should_exit = True
 
 
-def serve(settings: ServerSettings) -> int:
+def serve(settings: ServerSettings, *, wrap_runner: Callable[[BatchRunner], BatchRunner] | None = None) -> int:
+    """Serve until SIGTERM/SIGINT; 0 after a clean drain, 1 if the model failed to load.
+
+    `wrap_runner` is for tests that need a deterministic in-flight generation.
+    """
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    app = create_app(settings)
+    app = create_app(settings, wrap_runner=wrap_runner)
     runtime = app.state.runtime
     config = uvicorn.Config(
         app,
@@ -47,7 +86,7 @@ def serve(settings: ServerSettings) -> int:
         proxy_headers=True,
         forwarded_allow_ips="*",
     )
-    server = GracefulServer(config, on_exit_signal=runtime.begin_drain)
+    server = GracefulServer(config, begin_drain=runtime.begin_drain, drained=runtime.drained)
 
     def fatal() -> None:
         server.should_exit = True

@@ -18,11 +18,13 @@ from ..engine.generate import run_batch
 from ..engine.loading import LoadedModel, choose_device, load_model
 from ..metrics import Metrics
 from ..serving.batcher import Batcher, BatchRunner
+from ..serving.process_clock import process_started_monotonic
 
 log = logging.getLogger(__name__)
 
-# Recorded at import of the server package, the closest to process start that a module sees.
-PROCESS_STARTED = time.monotonic()
+# The process's real spawn time (from /proc), so the logged cold start includes the
+# interpreter's boot and every import, not just what ran after this module loaded.
+PROCESS_STARTED = process_started_monotonic()
 
 
 class Runtime:
@@ -61,6 +63,7 @@ class Runtime:
 
     async def _load(self) -> None:
         s = self.settings
+        load_started = time.monotonic()
         try:
             device = choose_device(s.device, s.dtype)
             self.model = await asyncio.to_thread(
@@ -74,8 +77,14 @@ class Runtime:
         self.metrics.model_load_seconds.labels(model=self.model.name).set(self.model.load_seconds)
         startup = time.monotonic() - PROCESS_STARTED
         self.metrics.startup_seconds.set(startup)
-        self.metrics.ready.set(1)
-        log.info("ready in %.2fs after process start (model %s)", startup, self.model.name)
+        if not self.draining:
+            self.metrics.ready.set(1)
+        log.info(
+            "ready in %.2fs after process start (model %s; loading, imports of torch/diffusers included, took %.2fs)",
+            startup,
+            self.model.name,
+            time.monotonic() - load_started,
+        )
 
     async def wait_loaded(self) -> None:
         if self._loading is not None:
@@ -88,6 +97,11 @@ class Runtime:
             await self.batcher.close()
         if self._loading is not None and not self._loading.done():
             self._loading.cancel()
+
+    async def drained(self) -> None:
+        """Returns once every admitted job has finished (at once when nothing is queued)."""
+        if self.batcher is not None:
+            await self.batcher.drain()
 
     def begin_drain(self) -> None:
         """SIGTERM: readiness goes false and no new work is admitted; admitted work runs on."""

@@ -66,6 +66,7 @@ class BatchRunner(Protocol):
 class BatchObserver(Protocol):
     def batch_started(self, size: int) -> None: ...
     def batch_finished(self, size: int, steps: int, seconds: float) -> None: ...
+    def batch_failed(self, size: int, kind: str) -> None: ...
     def queue_changed(self, depth: int, waiting: int, running: int) -> None: ...
 
 
@@ -193,6 +194,9 @@ class Batcher:
     async def submit(self, key: BatchKey, tasks: list[ImageTask]) -> JobResult:
         if not self._accepting:
             raise ShuttingDown("the server is shutting down")
+        if not self.alive:
+            # Without a worker an admitted job would wait forever; say so instead.
+            raise GenerationFailed("the generation worker is not running", status=503, kind="WorkerStopped")
         if self._admitted >= self.queue_size:
             raise QueueFull(self._retry_after())
         job = _Job(key, list(tasks), asyncio.get_running_loop().create_future())
@@ -254,7 +258,20 @@ class Batcher:
                     break
             if not self._waiting:
                 continue  # everything waiting was cancelled during the window
-            await self._run_one_batch(self._waiting[0].key)
+            try:
+                await self._run_one_batch(self._waiting[0].key)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug in the bookkeeping must not stop the worker for good
+                log.exception("batch bookkeeping failed; failing the jobs it held")
+                self._fail_running(GenerationFailed("internal error while batching", status=500))
+
+    def _fail_running(self, failure: GenerationFailed) -> None:
+        for job in list(self._running):
+            if job.cancelled or job.future.done():
+                self._drop_running(job)
+            else:
+                self._complete(job, failure)
 
     def _take_batch(self, key: BatchKey) -> list[tuple[_Job, int]]:
         picked: list[tuple[_Job, int]] = []
@@ -297,21 +314,28 @@ class Batcher:
         except Exception as error:  # the batch fails, the server goes on
             outcome = error
         seconds = time.perf_counter() - started
-        if not isinstance(outcome, BaseException):
-            self._seconds_per_image = 0.8 * self._seconds_per_image + 0.2 * seconds / max(1, len(picked))
+        if isinstance(outcome, BaseException):
             if self._observer is not None:
-                self._observer.batch_finished(len(picked), self.progress.step * len(picked), seconds)
+                self._observer.batch_failed(len(picked), self._as_failure(outcome).kind)
+        else:
+            self._seconds_per_image = 0.8 * self._seconds_per_image + 0.2 * seconds / max(1, len(picked))
+            # Steps per image: all of them unless interrupted (the runner may not report
+            # progress, e.g. a wrapped runner in tests), else as far as the batch got.
+            steps = self.progress.step if interrupted else effective_steps(key)
+            if self._observer is not None:
+                self._observer.batch_finished(len(outcome), steps * len(outcome), seconds)
         self.progress = Progress()
         self._finish(picked, jobs, outcome, interrupted)
 
     def _finish(self, picked, jobs, outcome, interrupted: bool) -> None:
         if isinstance(outcome, BaseException):
             failure = self._as_failure(outcome)
-        for position, (job, index) in enumerate(picked):
-            if isinstance(outcome, BaseException):
-                continue
-            job.results[index] = outcome[position]
-            job.finished_tasks += 1
+            if failure.status >= 500 and failure.kind != "OutOfMemory":
+                log.error("generation failed: %r", outcome, exc_info=outcome)
+        if not isinstance(outcome, BaseException):
+            for (job, index), image in zip(picked, outcome):
+                job.results[index] = image
+                job.finished_tasks += 1
         for job in jobs:
             if job.cancelled or job.future.done():
                 self._drop_running(job)
@@ -350,7 +374,6 @@ class Batcher:
             return GenerationFailed(
                 "out of memory while generating even one image; try a smaller size", status=503, kind="OutOfMemory"
             )
-        log.exception("generation failed", exc_info=error)
         return GenerationFailed(f"generation failed: {type(error).__name__}", status=500)
 
     def _run_with_retries(self, key: BatchKey, tasks: list[ImageTask]) -> list[Image.Image]:
@@ -366,7 +389,12 @@ class Batcher:
             _free_accelerator_memory()
             half = len(tasks) // 2
             first = self._run_with_retries(key, tasks[:half])
-            return first + self._run_with_retries(key, tasks[half:])
+            try:
+                second = self._run_with_retries(key, tasks[half:])
+            except GenerationInterrupted as stop:
+                # Keep the finished half: an interrupt returns what was made.
+                raise GenerationInterrupted(first + stop.images) from None
+            return first + second
 
     def _on_step(self, step: int, total: int) -> bool:
         self.progress.step = step
