@@ -69,3 +69,39 @@ def error_text(response: httpx.Response) -> str:
     if isinstance(detail, list):
         return " | ".join(f"{'.'.join(map(str, d['loc']))}: {d['msg']}" for d in detail)
     return str(detail)
+
+
+# -- issue 4: a server whose generations are slow enough to watch and interrupt --------
+
+STEP_DELAY_SECONDS = 0.1
+
+
+def _slow_steps(run):
+    """Wraps the batch runner so each denoising step sleeps (no CPU) before reporting."""
+    import time
+
+    def slowed(key, tasks, on_step):
+        def delayed(step, total):
+            time.sleep(STEP_DELAY_SECONDS)
+            return on_step(step, total)
+
+        return run(key, tasks, delayed)
+
+    return slowed
+
+
+@pytest.fixture(scope="session")
+def slow_server(cache_dir):
+    """builtin:tiny served by uvicorn in this process, every step slowed by
+    STEP_DELAY_SECONDS, with CORS open to a StableStudio dev origin."""
+    from inference.api.app import create_app
+    from inference.config import ServerSettings
+
+    from .server import ThreadedServer
+
+    settings = ServerSettings(
+        model="builtin:tiny", cache_dir=cache_dir, cors_origins=["http://localhost:3000"], history_size=8,
+        image_url_ttl_seconds=60,
+    )
+    with ThreadedServer(create_app(settings, wrap_runner=_slow_steps)) as server:
+        yield server
