@@ -1,0 +1,95 @@
+"""Autoscaling: a KEDA `ScaledObject` on the server's queue depth.
+
+Trigger 1 (always): Prometheus `sum(sd_queue_depth{namespace="<ns>"}) or vector(0)`
+with `threshold = target_queue_depth`: KEDA's HPA aims at that many queued requests per
+replica (desired = ceil(total queue / target)). `sd_queue_depth` is the gauge the
+server exports at `/metrics`; the query assumes the scrape config puts the pod's
+namespace in a `namespace` label (the usual kubernetes-pods job and PodMonitors do).
+
+Trigger 2 (only with `min_replicas: 0`): at zero replicas no pod exports a queue, so a
+second query wakes the Deployment: `autoscaling.activation_query`, or by default the
+ingress controller's request rate for this backend. Its threshold is high so that it
+only activates (0 -> 1) and never drives scale-out. Requests that arrive while no
+replica is ready get a 503 from the ingress; clients should retry.
+
+Scale-down is slow and one pod at a time (a GPU replica is expensive to bring back).
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from .inputs import AppConfig, Autoscaling
+from .meta import Names
+
+ACTIVATION_THRESHOLD_RPS = "1000"  # never reached: this trigger only activates
+
+
+def queue_query(names: Names) -> str:
+    return f'sum(sd_queue_depth{{namespace="{names.namespace}"}}) or vector(0)'
+
+
+def default_activation_query(app: AppConfig, names: Names) -> str:
+    if app.ingress_http.class_name == "nginx":
+        selector = f'ingress="{names.base}",service="{names.service}"'
+        return f"sum(rate(nginx_ingress_controller_requests{{{selector}}}[2m])) or vector(0)"
+    # Traefik names a Kubernetes Ingress backend `<namespace>-<service>-<port>@kubernetes`.
+    selector = f'service=~"{names.namespace}-{names.service}-.*@kubernetes"'
+    return f"sum(rate(traefik_service_requests_total{{{selector}}}[2m])) or vector(0)"
+
+
+def triggers(app: AppConfig, names: Names, scaling: Autoscaling) -> list[dict]:
+    result = [{
+        "type": "prometheus",
+        "name": "queue-depth",
+        "metadata": {
+            "serverAddress": scaling.prometheus_url,
+            "query": queue_query(names),
+            "threshold": str(scaling.target_queue_depth),
+            "activationThreshold": "0",
+        },
+    }]
+    if scaling.min_replicas == 0:
+        result.append({
+            "type": "prometheus",
+            "name": "wake-from-zero",
+            "metadata": {
+                "serverAddress": scaling.prometheus_url,
+                "query": scaling.activation_query or default_activation_query(app, names),
+                "threshold": ACTIVATION_THRESHOLD_RPS,
+                "activationThreshold": "0",
+            },
+        })
+    return result
+
+
+def scaled_object(app: AppConfig, names: Names, opts: pulumi.ResourceOptions):
+    scaling = app.stable_diffusion.autoscaling
+    if scaling is None:
+        return None
+    return k8s.apiextensions.CustomResource(
+        f"{names.base}-scaledobject",
+        api_version="keda.sh/v1alpha1",
+        kind="ScaledObject",
+        metadata=names.metadata(names.base, "autoscaling"),
+        spec={
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": names.deployment},
+            "minReplicaCount": scaling.min_replicas,
+            "maxReplicaCount": scaling.max_replicas,
+            "pollingInterval": scaling.polling_interval,
+            "cooldownPeriod": scaling.cooldown_period,
+            "advanced": {
+                "horizontalPodAutoscalerConfig": {
+                    "behavior": {
+                        "scaleDown": {
+                            "stabilizationWindowSeconds": scaling.cooldown_period,
+                            "policies": [{"type": "Pods", "value": 1, "periodSeconds": 120}],
+                        }
+                    }
+                }
+            },
+            "triggers": triggers(app, names, scaling),
+        },
+        opts=opts,
+    )

@@ -1,0 +1,83 @@
+"""The inference image: a prebuilt reference, or `inference/` built with pulumi-docker-build.
+
+Built images are pushed to `image.build.registry` and the Deployment uses the pushed
+digest (the Image's `ref` output, `repo:tag@sha256:...`), so a rebuild with new content
+rolls the pods and an unchanged one does not. Without a registry the image is only
+loaded into the local Docker daemon (for a local cluster that shares it) and referenced
+by tag, pulled `IfNotPresent`.
+
+The build context is the repository root (the Dockerfile copies requirements/ and
+inference/). It is given relative to the program's working directory, so the same
+stack state reads the same on every machine.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import pulumi
+import pulumi_docker_build as docker_build
+
+from .inputs import AppConfig, BuiltImage, PrebuiltImage
+from .meta import Names
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DOCKERFILE = "inference/Dockerfile"
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    reference: pulumi.Input[str]
+    pull_policy: str
+    pull_secret: Optional[str]
+    resource: Optional[pulumi.Resource] = None
+
+
+def _context() -> str:
+    relative = os.path.relpath(REPO_ROOT, Path.cwd())
+    return relative.replace(os.sep, "/")
+
+
+def image(
+    app: AppConfig,
+    names: Names,
+    opts: pulumi.ResourceOptions,
+    registry_password: Optional[pulumi.Output[str]] = None,
+) -> ImageRef:
+    spec = app.image
+    if isinstance(spec, PrebuiltImage):
+        # A digest is immutable: no need to ask the registry on every start.
+        policy = "IfNotPresent" if spec.digest else "Always"
+        return ImageRef(spec.reference, policy, spec.pull_secret)
+    assert isinstance(spec, BuiltImage)
+    build = spec.build
+    tag = f"{build.repository}:{build.tag}"
+    context = _context()
+    push = build.registry is not None
+    registries = None
+    if push and build.username is not None:
+        registries = [
+            docker_build.RegistryArgs(
+                address=build.registry.split("/")[0],
+                username=build.username,
+                password=registry_password,
+            )
+        ]
+    built = docker_build.Image(
+        f"{names.base}-image",
+        context=docker_build.BuildContextArgs(location=context),
+        dockerfile=docker_build.DockerfileArgs(location=f"{context}/{DOCKERFILE}"),
+        platforms=[docker_build.Platform(p) for p in build.platforms],
+        tags=[tag],
+        push=push,
+        load=not push,
+        registries=registries,
+        opts=opts,
+    )
+    # `ref` is computed by the provider: `repo:tag@sha256:...` after a push. It is the
+    # tag for a load-only build (and is absent under test mocks: fall back to the tag).
+    reference = built.ref.apply(lambda ref: ref or tag)
+    return ImageRef(reference, "IfNotPresent", build.pull_secret, built)

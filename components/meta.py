@@ -1,0 +1,81 @@
+"""Names and labels shared by every object the component declares.
+
+Kubernetes names are explicit (not Pulumi auto-names) wherever another object or a
+client refers to them: the Service's DNS name is the `internal_api` output, the
+Deployment mounts Secrets by name, the KEDA ScaledObject targets the Deployment by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PORT = 8000
+PORT_NAME = "http"
+UID = 10001
+CACHE_MOUNT = "/models"
+AUTH_DIR = "/etc/stable-diffusion/auth"
+AUTH_FILE = f"{AUTH_DIR}/htpasswd"
+HF_TOKEN_DIR = "/etc/stable-diffusion/hf"
+
+
+@dataclass(frozen=True)
+class Names:
+    """Every Kubernetes name, derived from the component's name and the namespace."""
+
+    base: str
+    namespace: str
+
+    @property
+    def service(self) -> str:
+        return self.base
+
+    @property
+    def deployment(self) -> str:
+        return self.base
+
+    @property
+    def service_account(self) -> str:
+        return self.base
+
+    @property
+    def hf_token_secret(self) -> str:
+        return f"{self.base}-hf-token"
+
+    @property
+    def auth_secret(self) -> str:
+        return f"{self.base}-htpasswd"
+
+    @property
+    def cache_claim(self) -> str:
+        return f"{self.base}-model-cache"
+
+    @property
+    def tls_secret(self) -> str:
+        return f"{self.base}-tls"
+
+    @property
+    def node_pool(self) -> str:
+        """Cluster-scoped (Karpenter) or cloud (GKE) name: unique per namespace."""
+        name = self.base if self.base == self.namespace else f"{self.namespace}-{self.base}"
+        return name[:40].rstrip("-")
+
+    @property
+    def internal_host(self) -> str:
+        return f"{self.service}.{self.namespace}.svc.cluster.local"
+
+    def selector_labels(self) -> dict[str, str]:
+        return {
+            "app.kubernetes.io/name": "stable-diffusion",
+            "app.kubernetes.io/instance": self.base,
+        }
+
+    def labels(self, component: str = "inference") -> dict[str, str]:
+        return {
+            **self.selector_labels(),
+            "app.kubernetes.io/component": component,
+            "app.kubernetes.io/part-of": "stable-diffusion",
+            "app.kubernetes.io/managed-by": "pulumi",
+        }
+
+    def metadata(self, name: str, component: str = "inference", **extra) -> dict:
+        return {"name": name, "namespace": self.namespace, "labels": self.labels(component), **extra}

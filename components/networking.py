@@ -1,0 +1,185 @@
+"""Networking: the ClusterIP Service, the Ingress, and the NetworkPolicy.
+
+Auth is enforced by the server itself (htpasswd file, `SD_AUTH_FILE`), so the gate holds
+for in-cluster callers too and works the same behind either ingress class; the Ingress
+only carries transport settings:
+
+- nginx: `proxy-body-size` (base64 images are large) and `proxy-read-timeout` /
+  `proxy-send-timeout` (a generation can take minutes);
+- traefik: no per-Ingress settings are needed: Traefik buffers no bodies and sets no
+  backend response timeout unless configured to; its entrypoint `readTimeout` (60 s in
+  v3) bounds only how long a client may take to *send* a request. The router is bound to
+  the `websecure` entrypoint with TLS, `web` without.
+
+TLS: `{secret_name}` uses an existing certificate Secret; `{cluster_issuer}` adds
+cert-manager's `cert-manager.io/cluster-issuer` annotation and lets it fill `<name>-tls`.
+
+The NetworkPolicy admits traffic to the API port only from the ingress controller's
+namespace, `network_policy.allowed_namespaces`, and the Prometheus namespace when it can
+be read from `autoscaling.prometheus_url` (`http://<svc>.<namespace>.svc...`), which
+scrapes `/metrics`. Kubelet probes are not subject to NetworkPolicy.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+from urllib.parse import urlparse
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from .inputs import AppConfig, TlsClusterIssuer, TlsSecret
+from .meta import PORT, PORT_NAME, Names
+
+NGINX = "nginx.ingress.kubernetes.io"
+TRAEFIK = "traefik.ingress.kubernetes.io"
+
+
+def service(names: Names, opts: pulumi.ResourceOptions) -> k8s.core.v1.Service:
+    return k8s.core.v1.Service(
+        f"{names.base}-service",
+        metadata=names.metadata(names.service),
+        spec={
+            "type": "ClusterIP",
+            "selector": names.selector_labels(),
+            "ports": [{"name": PORT_NAME, "port": PORT, "targetPort": PORT_NAME, "protocol": "TCP"}],
+        },
+        opts=opts,
+    )
+
+
+def ingress_annotations(app: AppConfig) -> dict[str, str]:
+    http = app.ingress_http
+    annotations: dict[str, str] = {}
+    if http.class_name == "nginx":
+        annotations[f"{NGINX}/proxy-body-size"] = http.max_body_size
+        annotations[f"{NGINX}/proxy-read-timeout"] = str(http.timeout_seconds)
+        annotations[f"{NGINX}/proxy-send-timeout"] = str(http.timeout_seconds)
+    else:
+        annotations[f"{TRAEFIK}/router.entrypoints"] = "websecure" if http.tls else "web"
+        if http.tls:
+            annotations[f"{TRAEFIK}/router.tls"] = "true"
+    if isinstance(http.tls, TlsClusterIssuer):
+        annotations["cert-manager.io/cluster-issuer"] = http.tls.cluster_issuer
+    annotations.update(http.annotations)
+    return annotations
+
+
+def tls_secret_name(app: AppConfig, names: Names) -> Optional[str]:
+    tls = app.ingress_http.tls
+    if isinstance(tls, TlsSecret):
+        return tls.secret_name
+    if isinstance(tls, TlsClusterIssuer):
+        return names.tls_secret
+    return None
+
+
+def ingress(app: AppConfig, names: Names, opts: pulumi.ResourceOptions) -> k8s.networking.v1.Ingress:
+    http = app.ingress_http
+    rule: dict = {
+        "http": {
+            "paths": [{
+                "path": "/",
+                "pathType": "Prefix",
+                "backend": {"service": {"name": names.service, "port": {"name": PORT_NAME}}},
+            }]
+        }
+    }
+    if http.host:
+        rule["host"] = http.host
+    spec: dict = {"ingressClassName": http.class_name, "rules": [rule]}
+    secret_name = tls_secret_name(app, names)
+    if secret_name:
+        spec["tls"] = [{"hosts": [http.host], "secretName": secret_name}]
+    return k8s.networking.v1.Ingress(
+        f"{names.base}-ingress",
+        metadata=names.metadata(names.base, annotations=ingress_annotations(app)),
+        spec=spec,
+        opts=opts,
+    )
+
+
+def prometheus_namespace(url: str) -> Optional[str]:
+    """`http://prometheus-server.monitoring.svc:9090` -> `monitoring`."""
+    host = urlparse(url).hostname or ""
+    parts = host.split(".")
+    if len(parts) >= 2 and (len(parts) == 2 or parts[2] == "svc"):
+        return parts[1]
+    return None
+
+
+def allowed_namespaces(app: AppConfig) -> list[str]:
+    namespaces = [app.ingress_http.ingress_controller_namespace, *app.network_policy.allowed_namespaces]
+    if app.stable_diffusion.autoscaling is not None:
+        prometheus = prometheus_namespace(app.stable_diffusion.autoscaling.prometheus_url)
+        if prometheus:
+            namespaces.append(prometheus)
+    return sorted(set(namespaces))
+
+
+def network_policy(app: AppConfig, names: Names, opts: pulumi.ResourceOptions):
+    if not app.network_policy.enabled:
+        return None
+    return k8s.networking.v1.NetworkPolicy(
+        f"{names.base}-netpol",
+        metadata=names.metadata(names.base),
+        spec={
+            "podSelector": {"matchLabels": names.selector_labels()},
+            "policyTypes": ["Ingress"],
+            "ingress": [{
+                "from": [{
+                    "namespaceSelector": {
+                        "matchExpressions": [{
+                            "key": "kubernetes.io/metadata.name",
+                            "operator": "In",
+                            "values": allowed_namespaces(app),
+                        }]
+                    }
+                }],
+                "ports": [{"port": PORT, "protocol": "TCP"}],
+            }],
+        },
+        opts=opts,
+    )
+
+
+def external_api(app: AppConfig, ing: k8s.networking.v1.Ingress) -> pulumi.Output[dict]:
+    """{host, port, protocol, base_path, url} as clients outside the cluster reach it."""
+    http = app.ingress_http
+    tls = http.tls is not None
+    protocol, port = ("https", 443) if tls else ("http", 80)
+
+    def shape(host: Optional[str]) -> dict:
+        return {
+            "host": host,
+            "port": port,
+            "protocol": protocol,
+            "base_path": "/",
+            "url": f"{protocol}://{host}/" if host else None,
+        }
+
+    if http.host:
+        return pulumi.Output.from_input(shape(http.host))
+
+    # No configured host: the address the controller published in the Ingress status
+    # (pulumi-kubernetes waits for it). Absent under test mocks.
+    def published(status) -> Optional[str]:
+        entries = (getattr(getattr(status, "load_balancer", None), "ingress", None) or []) if status else []
+        for entry in entries:
+            address = getattr(entry, "hostname", None) or getattr(entry, "ip", None)
+            if address:
+                return address
+        return None
+
+    return ing.status.apply(lambda status: shape(published(status)))
+
+
+def internal_api(names: Names) -> dict:
+    host = names.internal_host
+    return {
+        "host": host,
+        "port": PORT,
+        "protocol": "http",
+        "base_path": "/",
+        "url": f"http://{host}:{PORT}/",
+    }

@@ -1,0 +1,106 @@
+"""The `StableDiffusion` component: typed app inputs -> a complete deployment.
+
+Read `__init__` as the table of contents; each step lives in its own module.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Mapping, Optional, TypedDict, Union
+
+import pulumi
+
+try:  # Python 3.11+
+    from typing import NotRequired
+except ImportError:  # pragma: no cover
+    from typing_extensions import NotRequired
+
+from . import autoscaling, image, networking, node_pools, secrets, workload
+from .inputs import AppConfig, parse_app_config
+from .meta import Names
+
+TYPE_TOKEN = "stable-diffusion:index:StableDiffusion"
+_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,28}[a-z0-9])?$")
+
+
+class StableDiffusionArgs(TypedDict):
+    """Inputs of the component."""
+
+    app: Union[AppConfig, Mapping[str, Any]]
+    """The `stable-diffusion:app` config: a validated `AppConfig` or the raw mapping
+    (validated here, before any resource is declared). See docs/component.md."""
+    hf_token: NotRequired[pulumi.Input[str]]
+    """Overrides `stable_diffusion.hugging_face_model.hf_token` (stored as a secret)."""
+    registry_password: NotRequired[pulumi.Input[str]]
+    """Overrides `image.build.password` for pushing the built image."""
+
+
+class StableDiffusion(pulumi.ComponentResource):
+    external_api: pulumi.Output[dict]
+    """{host, port, protocol, base_path, url} through the Ingress."""
+    internal_api: pulumi.Output[dict]
+    """{host, port, protocol, base_path, url} of the ClusterIP Service."""
+    hf_model: pulumi.Output[dict]
+    """{model_hf_name}."""
+    api_credentials: Optional[pulumi.Output[dict]]
+    """Secret {username, password} of the API's basic auth; None when auth is off."""
+
+    def __init__(self, name: str, args: StableDiffusionArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        if not _NAME.match(name):
+            raise ValueError(
+                f"component name '{name}' must be a DNS label of at most 30 characters "
+                "(it prefixes every Kubernetes name)"
+            )
+        app = parse_app_config(args["app"])  # raises before anything is declared
+        super().__init__(TYPE_TOKEN, name, None, opts)
+        names = Names(name, app.namespace)
+        child = pulumi.ResourceOptions(parent=self)
+
+        # 1. Nodes: the GPU node pool (Karpenter / GKE) and where the pods go.
+        pool = node_pools.declare_node_pool(app, names, child)
+        where = node_pools.placement(app, names)
+
+        # 2. Namespace (Pod Security "restricted") and everything inside it.
+        ns = workload.namespace(names, child)
+        in_ns = pulumi.ResourceOptions(parent=self, depends_on=[ns])
+        account = workload.service_account(names, in_ns)
+
+        # 3. Secrets: HF token and basic-auth htpasswd.
+        token = secrets.hf_token(app, names, in_ns, args.get("hf_token"))
+        auth = secrets.basic_auth(app, names, in_ns)
+
+        # 4. The image (prebuilt, or built from inference/ and pushed).
+        img = image.image(app, names, child, secrets.registry_password(app, args.get("registry_password")))
+
+        # 5. Model cache, Deployment, PodDisruptionBudget.
+        cache = workload.shared_cache(app, names, in_ns)
+        needs = [account, ns]
+        needs += [r for r in (pool, cache, img.resource, token and token.resource, auth and auth.secret) if r]
+        deployment = workload.deployment(
+            app, names, img, where, token, auth, pulumi.ResourceOptions(parent=self, depends_on=needs)
+        )
+        workload.disruption_budget(names, in_ns)
+
+        # 6. Networking: Service, Ingress, NetworkPolicy.
+        svc = networking.service(names, in_ns)
+        ing = networking.ingress(app, names, pulumi.ResourceOptions(parent=self, depends_on=[ns, svc]))
+        networking.network_policy(app, names, in_ns)
+
+        # 7. Autoscaling (KEDA) on the queue depth.
+        autoscaling.scaled_object(app, names, pulumi.ResourceOptions(parent=self, depends_on=[ns, deployment]))
+
+        # 8. Outputs.
+        self.external_api = networking.external_api(app, ing)
+        self.internal_api = pulumi.Output.from_input(networking.internal_api(names))
+        self.hf_model = pulumi.Output.from_input(
+            {"model_hf_name": app.stable_diffusion.hugging_face_model.model_hf_name}
+        )
+        self.api_credentials = auth.credentials if auth else None
+        outputs = {
+            "external_api": self.external_api,
+            "internal_api": self.internal_api,
+            "hf_model": self.hf_model,
+        }
+        if self.api_credentials is not None:
+            outputs["api_credentials"] = self.api_credentials
+        self.register_outputs(outputs)

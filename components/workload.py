@@ -1,0 +1,315 @@
+"""The workload: Namespace, ServiceAccount, model cache, Deployment, PodDisruptionBudget.
+
+The Deployment runs the inference image (`python -m inference serve`, configured by
+`SD_*` variables) behind an init container that prefetches the model into the cache
+(`python -m inference download`). Pods are restricted-PSS clean: non-root uid 10001,
+read-only root filesystem (writable /tmp emptyDir and /models cache), no privilege
+escalation, all capabilities dropped, RuntimeDefault seccomp, no service-account token.
+
+Model cache: with a storage class and ReadWriteMany, one PVC shared by every replica;
+otherwise a generic ephemeral volume per pod (a claim that lives and dies with the pod),
+so a ReadWriteOnce claim is never shared by several replicas.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from .image import ImageRef
+from .inputs import AppConfig
+from .meta import AUTH_DIR, AUTH_FILE, CACHE_MOUNT, HF_TOKEN_DIR, PORT, PORT_NAME, UID, Names
+from .node_pools import Placement
+from .presets import GPU_RESOURCE
+from .secrets import HTPASSWD_KEY, Auth, SecretKeyRef
+
+PSS_LABELS = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+    "pod-security.kubernetes.io/audit": "restricted",
+    "pod-security.kubernetes.io/warn": "restricted",
+}
+PRESTOP_SLEEP_SECONDS = 10
+INIT_RESOURCES = {"cpu": "1", "memory": "4Gi", "ephemeral-storage": "1Gi"}
+TMP_SIZE = "2Gi"
+EPHEMERAL_STORAGE = "4Gi"  # /tmp + logs + writable layer
+
+
+def namespace(names: Names, opts: pulumi.ResourceOptions) -> k8s.core.v1.Namespace:
+    return k8s.core.v1.Namespace(
+        f"{names.base}-namespace",
+        metadata={"name": names.namespace, "labels": {**names.labels("namespace"), **PSS_LABELS}},
+        opts=opts,
+    )
+
+
+def service_account(names: Names, opts: pulumi.ResourceOptions) -> k8s.core.v1.ServiceAccount:
+    return k8s.core.v1.ServiceAccount(
+        f"{names.base}-sa",
+        metadata=names.metadata(names.service_account),
+        automount_service_account_token=False,
+        opts=opts,
+    )
+
+
+def shared_cache(app: AppConfig, names: Names, opts: pulumi.ResourceOptions):
+    """The shared RWX cache claim, or None when each pod gets its own ephemeral claim."""
+    cache = app.stable_diffusion.hugging_face_model.cache
+    if not cache.shared:
+        return None
+    return k8s.core.v1.PersistentVolumeClaim(
+        f"{names.base}-model-cache",
+        metadata=names.metadata(names.cache_claim, "model-cache"),
+        spec={
+            "accessModes": ["ReadWriteMany"],
+            "storageClassName": cache.storage_class,
+            "resources": {"requests": {"storage": cache.size}},
+        },
+        opts=opts,
+    )
+
+
+def _cache_volume(app: AppConfig, names: Names) -> dict:
+    cache = app.stable_diffusion.hugging_face_model.cache
+    if cache.shared:
+        return {"name": "model-cache", "persistentVolumeClaim": {"claimName": names.cache_claim}}
+    claim_spec = {
+        "accessModes": [cache.access_mode if cache.storage_class else "ReadWriteOnce"],
+        "resources": {"requests": {"storage": cache.size}},
+    }
+    if cache.storage_class:
+        claim_spec["storageClassName"] = cache.storage_class
+    return {
+        "name": "model-cache",
+        "ephemeral": {
+            "volumeClaimTemplate": {
+                "metadata": {"labels": names.labels("model-cache")},
+                "spec": claim_spec,
+            }
+        },
+    }
+
+
+def _security_context() -> dict:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "runAsUser": UID,
+        "runAsGroup": UID,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _resources(app: AppConfig) -> dict:
+    preset = app.resolved_preset
+    amounts = {"cpu": preset.cpu, "memory": preset.memory, "ephemeral-storage": EPHEMERAL_STORAGE}
+    if preset.gpu_count:
+        amounts[GPU_RESOURCE] = str(preset.gpu_count)
+    # requests = limits: Guaranteed QoS, no noisy neighbours on a shared GPU node.
+    return {"requests": dict(amounts), "limits": dict(amounts)}
+
+
+def _model_env(app: AppConfig) -> list[dict]:
+    model = app.stable_diffusion.hugging_face_model
+    env = [{"name": "SD_MODEL", "value": model.model_hf_name}]
+    if model.revision:
+        env.append({"name": "SD_REVISION", "value": model.revision})
+    env += [
+        {"name": "SD_CACHE_DIR", "value": CACHE_MOUNT},
+        {"name": "HF_HOME", "value": f"{CACHE_MOUNT}/huggingface"},
+        {"name": "HOME", "value": "/tmp"},
+    ]
+    return env
+
+
+def _token_env_and_mount(token: Optional[SecretKeyRef]) -> tuple[list[dict], list[dict], list[dict]]:
+    if token is None:
+        return [], [], []
+    env = [{"name": "HF_TOKEN_PATH", "value": f"{HF_TOKEN_DIR}/{token.key}"}]
+    mounts = [{"name": "hf-token", "mountPath": HF_TOKEN_DIR, "readOnly": True}]
+    volumes = [{
+        "name": "hf-token",
+        "secret": {"secretName": token.name, "items": [{"key": token.key, "path": token.key}],
+                   "defaultMode": 0o440},
+    }]
+    return env, mounts, volumes
+
+
+def _init_container(app: AppConfig, image: ImageRef, token_env: list, token_mounts: list) -> dict:
+    model = app.stable_diffusion.hugging_face_model
+    args = ["download", "--model", model.model_hf_name, "--cache-dir", CACHE_MOUNT]
+    if model.revision:
+        args[3:3] = ["--revision", model.revision]
+    return {
+        "name": "model-download",
+        "image": image.reference,
+        "imagePullPolicy": image.pull_policy,
+        "args": args,
+        "env": _model_env(app) + token_env,
+        "resources": {"requests": dict(INIT_RESOURCES), "limits": dict(INIT_RESOURCES)},
+        "securityContext": _security_context(),
+        "volumeMounts": [
+            {"name": "model-cache", "mountPath": CACHE_MOUNT},
+            {"name": "tmp", "mountPath": "/tmp"},
+            *token_mounts,
+        ],
+    }
+
+
+def _server_container(app: AppConfig, image: ImageRef, auth: Optional[Auth], token_env: list) -> dict:
+    settings = app.stable_diffusion
+    env = _model_env(app) + [
+        {"name": "SD_HOST", "value": "0.0.0.0"},
+        {"name": "SD_PORT", "value": str(PORT)},
+        {"name": "SD_MAX_BATCH_SIZE", "value": str(settings.max_batch_size)},
+        {"name": "SD_QUEUE_SIZE", "value": str(settings.queue_size)},
+    ]
+    if settings.cors_origins:
+        env.append({"name": "SD_CORS_ORIGINS", "value": ",".join(settings.cors_origins)})
+    mounts = [
+        {"name": "model-cache", "mountPath": CACHE_MOUNT},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    if auth is not None:
+        env.append({"name": "SD_AUTH_FILE", "value": AUTH_FILE})
+        mounts.append({"name": "htpasswd", "mountPath": AUTH_DIR, "readOnly": True})
+    # The server may load a model again later (options / refresh-checkpoints).
+    env += token_env
+    if token_env:
+        mounts.append({"name": "hf-token", "mountPath": HF_TOKEN_DIR, "readOnly": True})
+
+    def probe(path: str, period: int, failures: int, timeout: int = 5) -> dict:
+        return {
+            "httpGet": {"path": path, "port": PORT_NAME},
+            "periodSeconds": period,
+            "timeoutSeconds": timeout,
+            "failureThreshold": failures,
+        }
+
+    return {
+        "name": "inference",
+        "image": image.reference,
+        "imagePullPolicy": image.pull_policy,
+        "args": ["serve"],
+        "ports": [{"name": PORT_NAME, "containerPort": PORT, "protocol": "TCP"}],
+        "env": env,
+        "resources": _resources(app),
+        # /healthz answers as soon as the process serves; loading a big model can take
+        # minutes, so the startup budget is generous (10 s x startup_failure_threshold).
+        "startupProbe": probe("/healthz", 10, settings.startup_failure_threshold),
+        "livenessProbe": probe("/healthz", 15, 4),
+        # 503 until the model is loaded and again while draining on SIGTERM.
+        "readinessProbe": probe("/readyz", 5, 2, timeout=3),
+        # Let endpoint removal reach the ingress before SIGTERM stops intake.
+        "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRESTOP_SLEEP_SECONDS)]}}},
+        "securityContext": _security_context(),
+        "volumeMounts": mounts,
+    }
+
+
+def deployment(
+    app: AppConfig,
+    names: Names,
+    image: ImageRef,
+    where: Placement,
+    token: Optional[SecretKeyRef],
+    auth: Optional[Auth],
+    opts: pulumi.ResourceOptions,
+) -> k8s.apps.v1.Deployment:
+    settings = app.stable_diffusion
+    token_env, token_mounts, token_volumes = _token_env_and_mount(token)
+    volumes = [
+        _cache_volume(app, names),
+        {"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE}},
+        *token_volumes,
+    ]
+    if auth is not None:
+        volumes.append({
+            "name": "htpasswd",
+            "secret": {"secretName": names.auth_secret,
+                       "items": [{"key": HTPASSWD_KEY, "path": "htpasswd"}], "defaultMode": 0o440},
+        })
+    pod_spec = {
+        "serviceAccountName": names.service_account,
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": settings.termination_grace_period_seconds,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": UID,
+            "runAsGroup": UID,
+            "fsGroup": UID,
+            "fsGroupChangePolicy": "OnRootMismatch",
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "initContainers": [_init_container(app, image, token_env, token_mounts)],
+        "containers": [_server_container(app, image, auth, token_env)],
+        "volumes": volumes,
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": key,
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": names.selector_labels()},
+            }
+            for key in ("kubernetes.io/hostname", "topology.kubernetes.io/zone")
+        ],
+    }
+    if where.node_selector:
+        pod_spec["nodeSelector"] = dict(where.node_selector)
+    if where.tolerations:
+        pod_spec["tolerations"] = [dict(t) for t in where.tolerations]
+    if image.pull_secret:
+        pod_spec["imagePullSecrets"] = [{"name": image.pull_secret}]
+
+    spec = {
+        "selector": {"matchLabels": names.selector_labels()},
+        # A pool that grows can take one surging pod; on fixed nodes a surge would wait
+        # for a GPU that is not coming, so replace in place instead.
+        "strategy": {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0} if where.elastic
+            else {"maxSurge": 0, "maxUnavailable": 1},
+        },
+        "revisionHistoryLimit": 5,
+        "template": {
+            "metadata": {
+                "labels": names.labels(),
+                "annotations": {
+                    "prometheus.io/scrape": "true",
+                    "prometheus.io/port": str(PORT),
+                    "prometheus.io/path": "/metrics",
+                },
+            },
+            "spec": pod_spec,
+        },
+    }
+    if settings.autoscaling is None:
+        spec["replicas"] = settings.replica_count
+    # With autoscaling, KEDA's HPA owns spec.replicas: leaving it out means a later
+    # `pulumi up` does not fight the autoscaler.
+    return k8s.apps.v1.Deployment(
+        f"{names.base}-deployment",
+        metadata=names.metadata(names.deployment),
+        spec=spec,
+        opts=pulumi.ResourceOptions.merge(
+            opts,
+            # Model download + load can take well over the default 10 minutes.
+            pulumi.ResourceOptions(custom_timeouts=pulumi.CustomTimeouts(create="30m", update="30m")),
+        ),
+    )
+
+
+def disruption_budget(names: Names, opts: pulumi.ResourceOptions) -> k8s.policy.v1.PodDisruptionBudget:
+    # maxUnavailable (not minAvailable): a drain may always take one replica, so a
+    # single-replica deployment never blocks node maintenance forever.
+    return k8s.policy.v1.PodDisruptionBudget(
+        f"{names.base}-pdb",
+        metadata=names.metadata(names.base),
+        spec={"maxUnavailable": 1, "selector": {"matchLabels": names.selector_labels()}},
+        opts=opts,
+    )
