@@ -33,7 +33,13 @@ install: $(VENV)/.dev $(CHECKOV_VENV)/.installed
 run: $(VENV)/.inference
 	$(PY) -m inference serve --model $(MODEL) --host $(HOST) --port $(PORT)
 
-test: install
+# Debian's Chromium for the web playground's browser test, installed only when missing
+# (CI runs as root). Playwright drives it; it never downloads a browser of its own.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	apt-get update && apt-get install -y chromium chromium-driver
+
+test: install $(CHROMIUM)
 	$(VENV)/bin/hadolint inference/Dockerfile
 	CHECKOV=$(abspath $(CHECKOV_VENV))/bin/checkov $(PY) -m pytest
 
