@@ -8,18 +8,20 @@ held inside a pipeline call, so the test can queue exactly the requests it wants
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 
 from inference.api.app import create_app
 from inference.config import ServerSettings
 
-from .server import ThreadedServer
+from .server import wait_ready
 
 SMALL = {"width": 64, "height": 64, "steps": 3}
 WAIT_LIMIT_S = 120  # a hang detector, not a performance assertion
@@ -61,13 +63,27 @@ class Gate:
 
 @contextmanager
 def gated_server(cache_dir: Path, gate: Gate, **settings):
+    """uvicorn in a thread, serving an app whose runner goes through `gate`.
+
+    The listening socket is bound here, on port 0, and handed to uvicorn: picking a free
+    port and binding it later races with other test runs on a shared machine.
+    """
     app = create_app(ServerSettings(model="builtin:tiny", cache_dir=cache_dir, **settings), wrap_runner=gate.wrap)
-    server = ThreadedServer(app)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    url = "http://127.0.0.1:%d" % listener.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+    thread.start()
     try:
-        with server, httpx.Client(base_url=server.url, timeout=WAIT_LIMIT_S) as client:
+        wait_ready(url)
+        with httpx.Client(base_url=url, timeout=WAIT_LIMIT_S) as client:
             yield client
     finally:
         gate.open()  # never leave a drain waiting on a closed gate
+        server.should_exit = True
+        thread.join(WAIT_LIMIT_S)
+        listener.close()
 
 
 def scrape(client: httpx.Client) -> dict[tuple[str, frozenset], float]:
