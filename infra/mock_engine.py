@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import json
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -62,6 +63,7 @@ class RunResult:
     outputs: dict[str, Any] = field(default_factory=dict)
     secret_outputs: set[str] = field(default_factory=set)
     value: Any = None  # what the program function returned
+    urns: list[str] = field(default_factory=list)  # every registration's URN (parent chain in the type)
 
     def of_type(self, type_: str) -> list[Recorded]:
         return [r for r in self.resources if r.type == type_]
@@ -133,12 +135,24 @@ def _run(program, config, secret_keys, stack, project) -> RunResult:
         pulumi.runtime.set_all_config(dict(config), secret_keys)
         mocks = RecordingMocks()
         pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False)
-        value = program()
+        # MockSettings leaves these to whatever an earlier run left behind: start clean.
+        settings.SETTINGS.outputs = set()
+        settings.SETTINGS.lock = threading.Lock()
+        try:
+            value = program()
+        except BaseException:
+            # Let what was already queued finish on this loop before it closes.
+            try:
+                loop.run_until_complete(wait_for_rpcs())
+            except Exception:  # noqa: BLE001 - the program's own error is the one to report
+                pass
+            raise
         loop.run_until_complete(wait_for_rpcs())
         root = settings.get_root_resource()
         outputs, secret = loop.run_until_complete(_resolve(getattr(root, "outputs", {})))
         loop.run_until_complete(wait_for_rpcs())
-        return RunResult(mocks.resources, outputs, secret, value)
+        urns = list(settings.SETTINGS.monitor.resources)
+        return RunResult(mocks.resources, outputs, secret, value, urns)
     finally:
         loop.run_until_complete(loop.shutdown_default_executor())
         loop.close()
