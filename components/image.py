@@ -3,8 +3,8 @@
 Built images are pushed to `image.build.registry` and the Deployment uses the pushed
 digest (the Image's `ref` output, `repo:tag@sha256:...`), so a rebuild with new content
 rolls the pods and an unchanged one does not. Without a registry the image is only
-loaded into the local Docker daemon (for a local cluster that shares it) and referenced
-by tag, pulled `IfNotPresent`.
+loaded into the local Docker daemon (for a local cluster that shares it, e.g. Docker
+Desktop or minikube's docker-env) and referenced by tag, pulled `IfNotPresent`.
 
 The build context is the repository root (the Dockerfile copies requirements/ and
 inference/). It is given relative to the program's working directory, so the same
@@ -80,4 +80,6 @@ def image(
     # `ref` is computed by the provider: `repo:tag@sha256:...` after a push. It is the
     # tag for a load-only build (and is absent under test mocks: fall back to the tag).
     reference = built.ref.apply(lambda ref: ref or tag)
-    return ImageRef(reference, "IfNotPresent", build.pull_secret, built)
+    # Pushed: the reference carries the digest, so `Always` costs one manifest check per
+    # pod start and never pulls different bits. Load-only: there is no registry to ask.
+    return ImageRef(reference, "Always" if push else "IfNotPresent", build.pull_secret, built)

@@ -388,6 +388,7 @@ def test_built_image_is_pushed_from_the_repo_root():
     # Under mocks there is no digest: the Deployment falls back to the tag; with a real
     # build it is the pushed `ref` (repo:tag@sha256:...).
     assert container(result)["image"] == "ghcr.io/acme/stable-diffusion-inference:v7"
+    assert container(result)["imagePullPolicy"] == "Always"
 
 
 def test_built_image_without_registry_is_loaded_locally():
