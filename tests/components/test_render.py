@@ -213,3 +213,14 @@ def test_cli_invalid_config_exits_1_and_writes_nothing(tmp_path):
 def test_cli_missing_stack_file(tmp_path):
     proc = _cli("--stack", "nope", "--out", str(tmp_path / "out"))
     assert proc.returncode == 2 and "Pulumi.nope.yaml" in proc.stderr
+
+
+def test_cli_secure_value_inside_the_app_object_renders_redacted(tmp_path):
+    # `pulumi config set --secret --path 'stable-diffusion:app.stable_diffusion.hugging_face_model.hf_token'`
+    stack = tmp_path / "Pulumi.nested.yaml"
+    config = helpers.with_model(helpers.app(), hf_token={"secure": "v1:BBBBencryptedBBBB"})
+    stack.write_text(yaml.safe_dump({"config": {helpers.APP_KEY: config}}))
+    proc = _cli("--config", str(stack), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    secret = yaml.safe_load((tmp_path / "out" / "20-secret-stable-diffusion-hf-token.yaml").read_text())
+    assert secret["stringData"] == {"token": "<redacted>"}
