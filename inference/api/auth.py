@@ -4,6 +4,10 @@ Enforced as ASGI middleware so that no route, static file or future router can b
 forgotten; only the operational endpoints stay open (probes and Prometheus scrapes
 carry no credentials). Verified credentials are remembered by their SHA-256 so bcrypt's
 deliberate slowness is paid once per client, not per request; failures are never cached.
+
+SDKs that only send bearer tokens (the `openai` client sends `Authorization: Bearer
+<api_key>`) authenticate with `api_key="USER:PASSWORD"`: the same credentials, in the
+header those clients know how to send.
 """
 
 from __future__ import annotations
@@ -53,11 +57,8 @@ class BasicAuth:
         self._cache_size = cache_size
 
     def check(self, authorization: str | None) -> bool:
-        if not authorization or not authorization[:6].lower() == "basic ":
-            return False
-        try:
-            decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError, ValueError):
+        decoded = _credentials(authorization)
+        if decoded is None:
             return False
         user, sep, password = decoded.partition(":")
         if not sep:
@@ -77,6 +78,21 @@ class BasicAuth:
         if len(self._verified) > self._cache_size:
             self._verified.popitem(last=False)
         return True
+
+
+def _credentials(authorization: str | None) -> str | None:
+    """`user:password` from a Basic header, or from a Bearer token of that form."""
+    if not authorization:
+        return None
+    scheme, _, value = authorization.strip().partition(" ")
+    if scheme.lower() == "bearer":
+        return value.strip() or None
+    if scheme.lower() != "basic":
+        return None
+    try:
+        return base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
 
 
 _DUMMY_HASH = bcrypt.hashpw(b"dummy", bcrypt.gensalt(rounds=10))

@@ -64,6 +64,18 @@ def test_every_api_route_accepts_the_right_credentials(auth_server):
     assert generated.status_code == 200 and len(generated.json()["images"]) == 1
 
 
+def test_openai_client_authenticates_with_user_colon_password_as_api_key(auth_server):
+    import openai
+
+    good = openai.OpenAI(base_url=f"{auth_server.url}/v1", api_key=f"admin:{PASSWORD}", max_retries=0)
+    result = good.images.generate(prompt="a kite", size="64x64", response_format="b64_json")
+    assert base64.b64decode(result.data[0].b64_json)[:4] == b"\x89PNG"
+    bad = openai.OpenAI(base_url=f"{auth_server.url}/v1", api_key="admin:wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        bad.models.list()
+    assert httpx.get(f"{auth_server.url}/v1/models", headers={"Authorization": "Bearer " + PASSWORD}).status_code == 401
+
+
 def test_health_and_metrics_stay_open(auth_server):
     assert httpx.get(f"{auth_server.url}/healthz").json() == {"status": "ok"}
     assert httpx.get(f"{auth_server.url}/readyz").status_code == 200
