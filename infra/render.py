@@ -29,7 +29,7 @@ import yaml
 
 from components import AppConfigError
 from infra import mock_engine
-from infra.program import load_app_config, main as program_main
+from infra.program import main as program_main
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _OURS = re.compile(r"^\d\d-[a-z0-9]+-[a-z0-9.-]+\.yaml$")
@@ -51,15 +51,30 @@ def file_name(obj: dict, builtin: bool) -> str:
     return f"{_rank(kind, builtin):02d}-{kind.lower()}-{name}.yaml"
 
 
+_FIRST = ("apiVersion", "kind", "metadata", "spec")
+
+
+def ordered(obj: dict) -> dict:
+    """apiVersion, kind, metadata, spec first; everything below sorted: the same
+    program and config always give byte-identical files (clean GitOps diffs)."""
+
+    def deep(value):
+        if isinstance(value, dict):
+            return {k: deep(value[k]) for k in sorted(value)}
+        if isinstance(value, list):
+            return [deep(v) for v in value]
+        return value
+
+    head = {k: deep(obj[k]) for k in _FIRST if k in obj}
+    return {**head, **{k: deep(obj[k]) for k in sorted(obj) if k not in head}}
+
+
 def render(config: dict[str, str], secret_keys: list[str], stack: str, out: Path) -> list[Path]:
     """Run the program, then write its objects to `out`. Raises AppConfigError first
     (before anything is written) when the config is invalid."""
 
-    def validate_first() -> None:
-        load_app_config()
-
-    # Validate in its own run so a bad config exits before any program side effects.
-    mock_engine.run(validate_first, config, secret_keys, stack=stack)
+    # The program validates the config before declaring anything; the output directory
+    # is only touched once the whole program has run.
     result = mock_engine.run(program_main, config, secret_keys, stack=stack)
 
     out.mkdir(parents=True, exist_ok=True)
@@ -73,7 +88,7 @@ def render(config: dict[str, str], secret_keys: list[str], stack: str, out: Path
         obj = mock_engine.manifest(record.inputs)
         builtin = "." not in obj["apiVersion"].split("/")[0] or obj["apiVersion"].split("/")[0].endswith(".k8s.io")
         path = out / file_name(obj, builtin)
-        path.write_text(yaml.safe_dump(obj, sort_keys=False))
+        path.write_text(yaml.safe_dump(ordered(obj), sort_keys=False))
         written.append(path)
     others = [r for r in result.resources if not r.is_kubernetes_object and r.custom
               and not r.type.startswith("pulumi:providers:")]
@@ -100,7 +115,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     config, secret_keys = mock_engine.stack_config(path)
     try:
         render(config, secret_keys, stack, args.out)
-    except (AppConfigError, pulumi.RunError) as error:
+    except (AppConfigError, pulumi.RunError, pulumi.ConfigMissingError) as error:
         print(str(error), file=sys.stderr)
         return 1
     return 0

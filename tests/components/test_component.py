@@ -478,3 +478,9 @@ def unwrap(value):
     from pulumi.runtime import rpc
 
     return rpc.unwrap_rpc_secret(value) if rpc.is_rpc_secret(value) else value
+
+
+def test_hf_token_config_key_in_another_namespace():
+    result = run(with_model(app(), hf_token={"key": "shared:hfToken"}),
+                 extra_config={"shared:hfToken": "hf_shared"}, secret_keys=["shared:hfToken"])
+    assert unwrap(result.one("Secret", "stable-diffusion-hf-token")["stringData"]) == {"token": "hf_shared"}

@@ -224,3 +224,24 @@ def test_cli_secure_value_inside_the_app_object_renders_redacted(tmp_path):
     assert proc.returncode == 0, proc.stderr
     secret = yaml.safe_load((tmp_path / "out" / "20-secret-stable-diffusion-hf-token.yaml").read_text())
     assert secret["stringData"] == {"token": "<redacted>"}
+
+
+def test_cli_missing_secret_config_key_exits_1(tmp_path):
+    stack = tmp_path / "Pulumi.nokey.yaml"
+    config = helpers.with_model(helpers.app(), hf_token={"key": "hfToken"})
+    stack.write_text(yaml.safe_dump({"config": {helpers.APP_KEY: config}}))
+    proc = _cli("--config", str(stack), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 1
+    assert "stable-diffusion:hfToken" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_render_is_deterministic(tmp_path):
+    first = _cli("--stack", "dev", "--out", str(tmp_path / "a"))
+    second = _cli("--stack", "dev", "--out", str(tmp_path / "b"))
+    assert first.returncode == second.returncode == 0
+    a = {p.name: p.read_text() for p in (tmp_path / "a").iterdir()}
+    b = {p.name: p.read_text() for p in (tmp_path / "b").iterdir()}
+    assert a == b and len(a) == 8
+    deployment = next(text for name, text in a.items() if "deployment" in name)
+    assert deployment.startswith("apiVersion: apps/v1\nkind: Deployment\nmetadata:")
