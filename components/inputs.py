@@ -368,7 +368,8 @@ class AppConfig(_Model):
             raise ValueError("image is either {repository, tag|digest} or {build: {...}}, not both")
         if isinstance(value, dict) and "build" not in value and "repository" not in value:
             raise ValueError(
-                f"image must be {{repository, tag}} (prebuilt) or {{build: {{registry, ...}}}}; got keys {sorted(value)}"
+                "image must be {repository, tag} (prebuilt) or {build: {registry, ...}}; "
+                f"got keys {sorted(value)}"
             )
         if isinstance(value, dict) and value.get("build") is None and "build" in value:
             return {"build": {}}

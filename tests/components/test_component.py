@@ -484,3 +484,33 @@ def test_hf_token_config_key_in_another_namespace():
     result = run(with_model(app(), hf_token={"key": "shared:hfToken"}),
                  extra_config={"shared:hfToken": "hf_shared"}, secret_keys=["shared:hfToken"])
     assert unwrap(result.one("Secret", "stable-diffusion-hf-token")["stringData"]) == {"token": "hf_shared"}
+
+
+def test_component_used_directly_with_a_raw_mapping_and_token_override():
+    import pulumi
+
+    from components import StableDiffusion
+
+    def program():
+        sd = StableDiffusion("imagegen", {"app": with_model(app(namespace="team-a"), hf_token="ignored"),
+                                          "hf_token": pulumi.Output.from_input("hf_override")})
+        pulumi.export("internal", sd.internal_api)
+
+    result = run(app(), program=program)
+    secret = result.one("Secret", "imagegen-hf-token")
+    assert helpers_is_secret(secret["stringData"])
+    assert unwrap(secret["stringData"]) == {"token": "hf_override"}
+    assert result.outputs["internal"]["host"] == "imagegen.team-a.svc.cluster.local"
+    assert result.one("Deployment")["metadata"]["name"] == "imagegen"
+
+
+@pytest.mark.parametrize("name", ["Stable_Diffusion", "x" * 31, "-sd"])
+def test_component_name_must_be_a_short_dns_label(name):
+    from components import StableDiffusion
+
+    def program():
+        StableDiffusion(name, {"app": app()})
+
+    with pytest.raises(ValueError) as raised:
+        run(app(), program=program)
+    assert "DNS label" in str(raised.value)

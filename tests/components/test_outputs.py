@@ -12,7 +12,6 @@ from components import secrets as component_secrets
 from components.inputs import ConfigSecretRef
 from infra import mock_engine
 
-from . import helpers
 from .helpers import app, run, with_model
 
 API_KEYS = {"host", "port", "protocol", "base_path", "url"}

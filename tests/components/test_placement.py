@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from components import AppConfigError, BUILTIN_PRESETS
+from components import BUILTIN_PRESETS, AppConfigError
 
 from .helpers import app, container, pod_spec, run
 

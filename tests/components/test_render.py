@@ -89,8 +89,8 @@ def _objects(paths):
 
 def test_matrix_covers_modes_presets_and_options():
     presets = {c["preset"]["name"] for c in MATRIX.values()}
-    modes = {(c.get("node_pool") if isinstance(c.get("node_pool"), str) else c.get("node_pool", {}).get("mode", "existing"))
-             for c in MATRIX.values()}
+    pools = [c.get("node_pool", "existing") for c in MATRIX.values()]
+    modes = {pool if isinstance(pool, str) else pool["mode"] for pool in pools}
     assert modes == {"existing", "karpenter", "gke"}
     assert len(presets - {"cpu-small"}) >= 4
     assert any("autoscaling" in c["stable_diffusion"] for c in MATRIX.values())
