@@ -10,6 +10,7 @@ depend on those being present.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import json
 import threading
@@ -121,8 +122,15 @@ def run(
     stack: str = "dev",
     project: str = PROJECT,
 ) -> RunResult:
-    """Run `program` as a Pulumi program with `config`; return what it declared."""
-    return contextvars.Context().run(_run, program, config, list(secret_keys or []), stack, project)
+    """Run `program` as a Pulumi program with `config`; return what it declared.
+
+    The run happens on a thread of its own, in an empty context: its event loop and
+    Pulumi's settings never touch the caller's (a test suite's) loop or state.
+    """
+    context = contextvars.Context()
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="pulumi-mock") as pool:
+        future = pool.submit(context.run, _run, program, config, list(secret_keys or []), stack, project)
+        return future.result()
 
 
 def _run(program, config, secret_keys, stack, project) -> RunResult:

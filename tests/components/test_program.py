@@ -58,3 +58,16 @@ def test_components_never_import_the_inference_stack():
             "print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_mock_run_leaves_the_callers_event_loop_alone():
+    import asyncio
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        helpers.run(helpers.app())
+        assert asyncio.get_event_loop() is loop and not loop.is_closed()
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
