@@ -121,19 +121,25 @@ def run(
     secret_keys: Optional[list[str]] = None,
     stack: str = "dev",
     project: str = PROJECT,
+    mocks: Optional[RecordingMocks] = None,
 ) -> RunResult:
     """Run `program` as a Pulumi program with `config`; return what it declared.
+
+    `mocks` lets a caller answer for resources the echoing mocks cannot (for example a
+    StackReference's outputs); it must be a fresh RecordingMocks (subclass) per run.
 
     The run happens on a thread of its own, in an empty context: its event loop and
     Pulumi's settings never touch the caller's (a test suite's) loop or state.
     """
     context = contextvars.Context()
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="pulumi-mock") as pool:
-        future = pool.submit(context.run, _run, program, config, list(secret_keys or []), stack, project)
+        future = pool.submit(
+            context.run, _run, program, config, list(secret_keys or []), stack, project, mocks or RecordingMocks()
+        )
         return future.result()
 
 
-def _run(program, config, secret_keys, stack, project) -> RunResult:
+def _run(program, config, secret_keys, stack, project, mocks) -> RunResult:
     from pulumi.runtime import settings
 
     loop = asyncio.new_event_loop()
@@ -141,7 +147,6 @@ def _run(program, config, secret_keys, stack, project) -> RunResult:
     try:
         settings.ROOT.set(None)
         pulumi.runtime.set_all_config(dict(config), secret_keys)
-        mocks = RecordingMocks()
         pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False)
         # MockSettings leaves these to whatever an earlier run left behind: start clean.
         settings.SETTINGS.outputs = set()
