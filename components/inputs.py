@@ -12,10 +12,12 @@ node-pool mode cannot place) live here too, so nothing downstream has to re-chec
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -37,6 +39,8 @@ _DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])
 # Hugging Face repo id: "namespace/name" (or a bare legacy name); names of at most 96 chars.
 _HF_REPO_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}$")
 BUILTIN_MODELS = ("builtin:tiny", "builtin:tiny-sdxl")
+_LORA_NAME = r"^[A-Za-z0-9._-]+$"
+_LOCAL_DIR = re.compile(r"^(/[\w.-]+)+/?$")
 
 Quantity = Annotated[str, Field(pattern=_QUANTITY)]
 DnsLabel = Annotated[str, Field(pattern=_DNS_LABEL, max_length=63)]
@@ -101,21 +105,84 @@ class Cache(_Model):
         return self.storage_class is not None and self.access_mode == "ReadWriteMany"
 
 
-class HuggingFaceModel(_Model):
-    model_hf_name: str
-    hf_token: Optional[SecretInput] = None
-    revision: Optional[Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[\w./-]+$")]] = None
-    cache: Cache = Cache()
+def _check_repo_id(value: str) -> str:
+    if value in BUILTIN_MODELS or _HF_REPO_ID.match(value) and ".." not in value and "--" not in value:
+        return value
+    raise ValueError(
+        f"'{value}' is not a Hugging Face repo id: expected 'owner/name' of letters, digits, "
+        f"'-', '_', '.' (e.g. stabilityai/sd-turbo), or one of {', '.join(BUILTIN_MODELS)}"
+    )
 
-    @field_validator("model_hf_name")
-    @classmethod
-    def _repo_id(cls, value: str) -> str:
-        if value in BUILTIN_MODELS or _HF_REPO_ID.match(value) and ".." not in value and "--" not in value:
+
+def _check_lora_source(value: str) -> str:
+    """A LoRA is a Hub repo id or an absolute directory inside the pod (image or cache)."""
+    if value.startswith("/"):
+        if _LOCAL_DIR.match(value) and ".." not in value.split("/"):
             return value
-        raise ValueError(
-            f"'{value}' is not a Hugging Face repo id: expected 'owner/name' of letters, digits, "
-            f"'-', '_', '.' (e.g. stabilityai/sd-turbo), or one of {', '.join(BUILTIN_MODELS)}"
-        )
+        raise ValueError(f"'{value}' is not a clean absolute directory (letters, digits, '_', '-', '.', '/')")
+    if value in BUILTIN_MODELS:
+        raise ValueError(f"'{value}' is a checkpoint, not a LoRA adapter")
+    return _check_repo_id(value)
+
+
+HfRepoId = Annotated[str, AfterValidator(_check_repo_id)]
+Revision = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[\w./-]+$")]
+
+
+class Lora(_Model):
+    """A LoRA adapter loaded onto the pipeline at start (`SD_LORA` entry `REPO:NAME:WEIGHT`)."""
+
+    repo: Annotated[str, AfterValidator(_check_lora_source)]
+    # The adapter's name in `<lora:NAME:WEIGHT>` prompt tags; default: the repo's last part.
+    name: Optional[Annotated[str, Field(pattern=_LORA_NAME, max_length=64)]] = None
+    weight: float = 1.0
+
+    @field_validator("weight", mode="before")
+    @classmethod
+    def _number(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ValueError(f"weight must be a number, got {value!r}")
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValueError(f"weight must be a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ValueError(f"weight must be a finite number, got {value!r}")
+        return number
+
+    @property
+    def adapter_name(self) -> str:
+        if self.name:
+            return self.name
+        tail = self.repo.rstrip("/").rsplit("/", 1)[-1]
+        return re.sub(r"[^A-Za-z0-9._-]", "-", tail)[:64]
+
+
+class ExtraModel(_Model):
+    """Another checkpoint the server can switch to (loaded on first use)."""
+
+    model_hf_name: HfRepoId
+    revision: Optional[Revision] = None
+
+
+class HuggingFaceModel(_Model):
+    model_hf_name: HfRepoId
+    hf_token: Optional[SecretInput] = None
+    revision: Optional[Revision] = None
+    cache: Cache = Cache()
+    loras: list[Lora] = []
+
+    @model_validator(mode="after")
+    def _unique_lora_names(self) -> "HuggingFaceModel":
+        seen: set[str] = set()
+        for index, lora in enumerate(self.loras):
+            if lora.adapter_name in seen:
+                raise _PathError(
+                    ("stable_diffusion", "hugging_face_model", "loras", index, "name"),
+                    f"adapter name '{lora.adapter_name}' is used twice; give each LoRA its own name",
+                )
+            seen.add(lora.adapter_name)
+        return self
 
     @field_validator("hf_token", mode="before")
     @classmethod
@@ -147,12 +214,29 @@ class StableDiffusionSettings(_Model):
     replica_count: Annotated[int, Field(ge=1)] = 1
     autoscaling: Optional[Autoscaling] = None
     hugging_face_model: HuggingFaceModel
+    # More checkpoints the server can switch to (A1111 `sd_model_checkpoint`, OpenAI `model`).
+    extra_models: list[ExtraModel] = []
+    # Checkpoints kept in memory at once (least recently used evicted): SD_MAX_LOADED_MODELS.
+    max_loaded_models: Annotated[int, Field(ge=1, le=16)] = 1
     max_batch_size: Annotated[int, Field(ge=1, le=64)] = 4
     queue_size: Annotated[int, Field(ge=1)] = 32
     cors_origins: list[Annotated[str, Field(min_length=1)]] = []
     termination_grace_period_seconds: Annotated[int, Field(ge=30, le=3600)] = 300
     # Startup probe budget: periodSeconds 10 x this. Big models load slowly.
     startup_failure_threshold: Annotated[int, Field(ge=6, le=1000)] = 90
+
+    @model_validator(mode="after")
+    def _distinct_models(self) -> "StableDiffusionSettings":
+        seen = {self.hugging_face_model.model_hf_name}
+        for index, extra in enumerate(self.extra_models):
+            if extra.model_hf_name in seen:
+                raise _PathError(
+                    ("stable_diffusion", "extra_models", index, "model_hf_name"),
+                    f"'{extra.model_hf_name}' is already listed (the default model is "
+                    "hugging_face_model.model_hf_name)",
+                )
+            seen.add(extra.model_hf_name)
+        return self
 
     @property
     def max_replicas(self) -> int:
@@ -334,6 +418,52 @@ Image = Annotated[
 ]
 
 
+# --- StableStudio -----------------------------------------------------------------------
+
+
+class StableStudioImage(_Model):
+    """A prebuilt StableStudio image (static files behind a web server; see docs/component.md)."""
+
+    repository: Annotated[str, Field(pattern=r"^[a-z0-9]+([._:/-][a-z0-9]+)*$")]
+    tag: Optional[Annotated[str, Field(pattern=r"^[\w][\w.-]{0,127}$")]] = None
+    digest: Optional[Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]] = None
+    pull_secret: Optional[Annotated[str, Field(pattern=_DNS_SUBDOMAIN)]] = None
+
+    @model_validator(mode="after")
+    def _tag_or_digest(self) -> "StableStudioImage":
+        if self.tag is None and self.digest is None:
+            raise ValueError("stablestudio.image needs a tag or a digest")
+        if self.tag == "latest":
+            raise ValueError("stablestudio.image.tag 'latest' is not allowed: pin a version or a digest")
+        return self
+
+    @property
+    def reference(self) -> str:
+        return f"{self.repository}@{self.digest}" if self.digest else f"{self.repository}:{self.tag}"
+
+
+class StableStudio(_Model):
+    """StableStudio beside the API, at `path` on the API's Ingress host."""
+
+    enabled: bool = False
+    image: Optional[StableStudioImage] = None
+    # The path it is served at; the image must serve the app under this same path.
+    path: Annotated[str, Field(pattern=r"^/[a-z0-9][-a-z0-9_/]*[a-z0-9]$", max_length=100)] = "/stablestudio"
+    port: Annotated[int, Field(ge=1024, le=65535)] = 8080
+    replica_count: Annotated[int, Field(ge=1, le=10)] = 1
+    cpu: Quantity = "100m"
+    memory: Quantity = "128Mi"
+
+    @model_validator(mode="after")
+    def _image_when_enabled(self) -> "StableStudio":
+        if self.enabled and self.image is None:
+            raise _PathError(
+                ("stablestudio", "image"),
+                "required when stablestudio.enabled is true: {repository, tag} of your StableStudio image",
+            )
+        return self
+
+
 # --- the whole app -----------------------------------------------------------------------
 
 
@@ -352,6 +482,33 @@ class AppConfig(_Model):
     node_pool: NodePool = ExistingNodes()
     image: Image = BuiltImage()
     network_policy: NetworkPolicySettings = NetworkPolicySettings()
+    stablestudio: StableStudio = StableStudio()
+
+    @model_validator(mode="after")
+    def _stablestudio_needs_host(self) -> "AppConfig":
+        if self.stablestudio.enabled and self.ingress_http.host is None:
+            raise _PathError(
+                ("ingress_http", "host"),
+                "required when stablestudio.enabled is true (StableStudio is served on the "
+                "API's host and its origin is added to the API's CORS origins)",
+            )
+        return self
+
+    @property
+    def external_origin(self) -> Optional[str]:
+        """`https://host` (TLS) or `http://host`; None without a configured host."""
+        http = self.ingress_http
+        if http.host is None:
+            return None
+        return f"{'https' if http.tls else 'http'}://{http.host}"
+
+    @property
+    def cors_origins(self) -> list[str]:
+        """The API's CORS origins: the user's, plus StableStudio's when it is deployed."""
+        origins = list(self.stable_diffusion.cors_origins)
+        if self.stablestudio.enabled and self.external_origin not in origins:
+            origins.append(self.external_origin)
+        return origins
 
     @field_validator("node_pool", mode="before")
     @classmethod
@@ -435,6 +592,7 @@ _PATTERN_NAMES = {
     _QUANTITY: "a Kubernetes quantity (e.g. 500m, 4, 24Gi)",
     _DNS_LABEL: "a DNS label (lower-case letters, digits and '-', at most 63)",
     _DNS_SUBDOMAIN: "a DNS name (lower-case letters, digits, '-' and '.')",
+    _LORA_NAME: "an adapter name (letters, digits, '.', '_' and '-')",
 }
 
 _UNION_TAGS = {

@@ -60,6 +60,11 @@ class Names:
         return name[:40].rstrip("-")
 
     @property
+    def stablestudio(self) -> str:
+        """StableStudio's Deployment and Service."""
+        return f"{self.base}-stablestudio"
+
+    @property
     def internal_host(self) -> str:
         return f"{self.service}.{self.namespace}.svc.cluster.local"
 
@@ -69,9 +74,17 @@ class Names:
             "app.kubernetes.io/instance": self.base,
         }
 
-    def labels(self, component: str = "inference") -> dict[str, str]:
+    def stablestudio_selector_labels(self) -> dict[str, str]:
+        """StableStudio's pods: a different `name`, so no API selector ever matches them."""
         return {
-            **self.selector_labels(),
+            "app.kubernetes.io/name": "stablestudio",
+            "app.kubernetes.io/instance": self.base,
+        }
+
+    def labels(self, component: str = "inference") -> dict[str, str]:
+        selector = self.stablestudio_selector_labels() if component == "stablestudio" else self.selector_labels()
+        return {
+            **selector,
             "app.kubernetes.io/component": component,
             "app.kubernetes.io/part-of": "stable-diffusion",
             "app.kubernetes.io/managed-by": "pulumi",

@@ -14,6 +14,9 @@ only carries transport settings:
 TLS: `{secret_name}` uses an existing certificate Secret; `{cluster_issuer}` adds
 cert-manager's `cert-manager.io/cluster-issuer` annotation and lets it fill `<name>-tls`.
 
+With `stablestudio.enabled` the same Ingress gets a second path rule, `/stablestudio`
+(Prefix) -> StableStudio's Service (stablestudio.py); the longest prefix wins.
+
 The NetworkPolicy admits traffic to the API port only from the ingress controller's
 namespace, `network_policy.allowed_namespaces`, and the Prometheus namespace when it can
 be read from `autoscaling.prometheus_url` (`http://<svc>.<namespace>.svc...`), which
@@ -76,15 +79,19 @@ def tls_secret_name(app: AppConfig, names: Names) -> Optional[str]:
 
 def ingress(app: AppConfig, names: Names, opts: pulumi.ResourceOptions) -> k8s.networking.v1.Ingress:
     http = app.ingress_http
-    rule: dict = {
-        "http": {
-            "paths": [{
-                "path": "/",
-                "pathType": "Prefix",
-                "backend": {"service": {"name": names.service, "port": {"name": PORT_NAME}}},
-            }]
-        }
-    }
+    paths = [{
+        "path": "/",
+        "pathType": "Prefix",
+        "backend": {"service": {"name": names.service, "port": {"name": PORT_NAME}}},
+    }]
+    if app.stablestudio.enabled:
+        # Longest prefix wins (Kubernetes Ingress semantics, traefik and nginx alike).
+        paths.insert(0, {
+            "path": app.stablestudio.path,
+            "pathType": "Prefix",
+            "backend": {"service": {"name": names.stablestudio, "port": {"name": PORT_NAME}}},
+        })
+    rule: dict = {"http": {"paths": paths}}
     if http.host:
         rule["host"] = http.host
     spec: dict = {"ingressClassName": http.class_name, "rules": [rule]}

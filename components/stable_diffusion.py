@@ -15,7 +15,7 @@ try:  # Python 3.11+
 except ImportError:  # pragma: no cover
     from typing_extensions import NotRequired
 
-from . import autoscaling, image, networking, node_pools, secrets, workload
+from . import autoscaling, image, networking, node_pools, secrets, stablestudio, workload
 from .inputs import AppConfig, parse_app_config
 from .meta import Names
 
@@ -81,15 +81,21 @@ class StableDiffusion(pulumi.ComponentResource):
         )
         workload.disruption_budget(names, in_ns)
 
-        # 6. Networking: Service, Ingress, NetworkPolicy.
+        # 6. StableStudio beside the API (optional): Deployment, Service, NetworkPolicy.
+        studio = stablestudio.deployment(app, names, pulumi.ResourceOptions(parent=self, depends_on=[ns, account]))
+        studio_svc = stablestudio.service(app, names, in_ns)
+        stablestudio.network_policy(app, names, in_ns)
+
+        # 7. Networking: Service, Ingress (API, and StableStudio's path), NetworkPolicy.
         svc = networking.service(names, in_ns)
-        ing = networking.ingress(app, names, pulumi.ResourceOptions(parent=self, depends_on=[ns, svc]))
+        ing = networking.ingress(app, names, pulumi.ResourceOptions(
+            parent=self, depends_on=[ns, svc, *(r for r in (studio, studio_svc) if r)]))
         networking.network_policy(app, names, in_ns)
 
-        # 7. Autoscaling (KEDA) on the queue depth.
+        # 8. Autoscaling (KEDA) on the queue depth.
         autoscaling.scaled_object(app, names, pulumi.ResourceOptions(parent=self, depends_on=[ns, deployment]))
 
-        # 8. Outputs.
+        # 9. Outputs.
         self.external_api = networking.external_api(app, ing)
         self.internal_api = pulumi.Output.from_input(networking.internal_api(names))
         self.hf_model = pulumi.Output.from_input(

@@ -1,8 +1,8 @@
 """The workload: Namespace, ServiceAccount, model cache, Deployment, PodDisruptionBudget.
 
 The Deployment runs the inference image (`python -m inference serve`, configured by
-`SD_*` variables) behind an init container that prefetches the model into the cache
-(`python -m inference download`). Pods are restricted-PSS clean: non-root uid 10001,
+`SD_*` variables) behind an init container that prefetches the models and LoRA adapters
+into the cache (`python -m inference download`, given the same `SD_*` model variables). Pods are restricted-PSS clean: non-root uid 10001,
 read-only root filesystem (writable /tmp emptyDir and /models cache), no privilege
 escalation, all capabilities dropped, RuntimeDefault seccomp, no service-account token.
 
@@ -92,7 +92,7 @@ def _cache_volume(app: AppConfig, names: Names) -> dict:
     }
 
 
-def _security_context() -> dict:
+def security_context() -> dict:
     return {
         "allowPrivilegeEscalation": False,
         "readOnlyRootFilesystem": True,
@@ -100,6 +100,17 @@ def _security_context() -> dict:
         "runAsUser": UID,
         "runAsGroup": UID,
         "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def pod_security_context() -> dict:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": UID,
+        "runAsGroup": UID,
+        "fsGroup": UID,
+        "fsGroupChangePolicy": "OnRootMismatch",
         "seccompProfile": {"type": "RuntimeDefault"},
     }
 
@@ -113,11 +124,39 @@ def _resources(app: AppConfig) -> dict:
     return {"requests": dict(amounts), "limits": dict(amounts)}
 
 
+def model_list(app: AppConfig) -> str:
+    """`SD_MODEL`: the default model, then each extra one as `REPO[@REVISION]`.
+
+    The default model's revision travels in `SD_REVISION` (as before extra models).
+    """
+    settings = app.stable_diffusion
+    models = [settings.hugging_face_model.model_hf_name]
+    models += [f"{m.model_hf_name}@{m.revision}" if m.revision else m.model_hf_name
+               for m in settings.extra_models]
+    return ",".join(models)
+
+
+def lora_list(app: AppConfig) -> str:
+    """`SD_LORA`: `REPO_OR_DIR:NAME:WEIGHT`, comma-separated (name and weight always given)."""
+    return ",".join(
+        f"{lora.repo}:{lora.adapter_name}:{lora.weight:g}"
+        for lora in app.stable_diffusion.hugging_face_model.loras
+    )
+
+
 def _model_env(app: AppConfig) -> list[dict]:
-    model = app.stable_diffusion.hugging_face_model
-    env = [{"name": "SD_MODEL", "value": model.model_hf_name}]
+    """What to load and where to cache it. The init container (`download`) and the server
+    (`serve`) get exactly this list, so the server finds everything the init container
+    prefetched."""
+    settings = app.stable_diffusion
+    model = settings.hugging_face_model
+    env = [{"name": "SD_MODEL", "value": model_list(app)}]
     if model.revision:
         env.append({"name": "SD_REVISION", "value": model.revision})
+    if model.loras:
+        env.append({"name": "SD_LORA", "value": lora_list(app)})
+    if settings.extra_models:
+        env.append({"name": "SD_MAX_LOADED_MODELS", "value": str(settings.max_loaded_models)})
     env += [
         {"name": "SD_CACHE_DIR", "value": CACHE_MOUNT},
         {"name": "HF_HOME", "value": f"{CACHE_MOUNT}/huggingface"},
@@ -140,18 +179,16 @@ def _token_env_and_mount(token: Optional[SecretKeyRef]) -> tuple[list[dict], lis
 
 
 def _init_container(app: AppConfig, image: ImageRef, token_env: list, token_mounts: list) -> dict:
-    model = app.stable_diffusion.hugging_face_model
-    args = ["download", "--model", model.model_hf_name, "--cache-dir", CACHE_MOUNT]
-    if model.revision:
-        args[3:3] = ["--revision", model.revision]
+    # `download` reads SD_MODEL / SD_REVISION / SD_LORA / SD_CACHE_DIR like `serve` does
+    # and prefetches every model and LoRA into the cache.
     return {
         "name": "model-download",
         "image": image.reference,
         "imagePullPolicy": image.pull_policy,
-        "args": args,
+        "args": ["download"],
         "env": _model_env(app) + token_env,
         "resources": {"requests": dict(INIT_RESOURCES), "limits": dict(INIT_RESOURCES)},
-        "securityContext": _security_context(),
+        "securityContext": security_context(),
         "volumeMounts": [
             {"name": "model-cache", "mountPath": CACHE_MOUNT},
             {"name": "tmp", "mountPath": "/tmp"},
@@ -168,8 +205,8 @@ def _server_container(app: AppConfig, image: ImageRef, auth: Optional[Auth], tok
         {"name": "SD_MAX_BATCH_SIZE", "value": str(settings.max_batch_size)},
         {"name": "SD_QUEUE_SIZE", "value": str(settings.queue_size)},
     ]
-    if settings.cors_origins:
-        env.append({"name": "SD_CORS_ORIGINS", "value": ",".join(settings.cors_origins)})
+    if app.cors_origins:
+        env.append({"name": "SD_CORS_ORIGINS", "value": ",".join(app.cors_origins)})
     mounts = [
         {"name": "model-cache", "mountPath": CACHE_MOUNT},
         {"name": "tmp", "mountPath": "/tmp"},
@@ -206,7 +243,7 @@ def _server_container(app: AppConfig, image: ImageRef, auth: Optional[Auth], tok
         "readinessProbe": probe("/readyz", 5, 2, timeout=3),
         # Let endpoint removal reach the ingress before SIGTERM stops intake.
         "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRESTOP_SLEEP_SECONDS)]}}},
-        "securityContext": _security_context(),
+        "securityContext": security_context(),
         "volumeMounts": mounts,
     }
 
@@ -238,14 +275,7 @@ def deployment(
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": settings.termination_grace_period_seconds,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": UID,
-            "runAsGroup": UID,
-            "fsGroup": UID,
-            "fsGroupChangePolicy": "OnRootMismatch",
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": pod_security_context(),
         "initContainers": [_init_container(app, image, token_env, token_mounts)],
         "containers": [_server_container(app, image, auth, token_env)],
         "volumes": volumes,

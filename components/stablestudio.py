@@ -1,0 +1,134 @@
+"""StableStudio beside the API: Deployment, Service and NetworkPolicy (`stablestudio.enabled`).
+
+StableStudio is a static single-page app: a web server in the user's image serves its
+built files, and the browser then calls the API (A1111 `/sdapi/v1`) itself. It is
+served at `stablestudio.path` (`/stablestudio`) on the API's Ingress host, by a second
+path rule on the same Ingress (networking.py): the longest matching prefix wins on both
+traefik and nginx, so `/stablestudio/...` reaches StableStudio and everything else the
+API. The path is passed through unchanged (no rewrite, so no controller-specific
+annotations or CRDs): the image must serve the app under that path, i.e. be built with
+that base (`vite build --base=/stablestudio/`) and place its files there.
+
+The pods run like the API's: uid 10001, read-only root filesystem with a writable
+`/tmp` emptyDir (nginx-unprivileged keeps its pid and temp files there), no privilege
+escalation, no capabilities, RuntimeDefault seccomp, no service-account token. The
+external origin (`https://host`) is added to the API's CORS origins (inputs.py,
+`AppConfig.cors_origins`); the API's own auth still applies to every call StableStudio
+makes.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from .inputs import AppConfig
+from .meta import PORT_NAME, Names
+from .workload import pod_security_context, security_context
+
+COMPONENT = "stablestudio"
+EPHEMERAL_STORAGE = "256Mi"
+TMP_SIZE = "64Mi"
+
+
+def _resources(app: AppConfig) -> dict:
+    studio = app.stablestudio
+    amounts = {"cpu": studio.cpu, "memory": studio.memory, "ephemeral-storage": EPHEMERAL_STORAGE}
+    return {"requests": dict(amounts), "limits": dict(amounts)}
+
+
+def _container(app: AppConfig) -> dict:
+    studio = app.stablestudio
+    image = studio.image
+
+    def probe(period: int, failures: int) -> dict:
+        return {
+            "httpGet": {"path": f"{studio.path}/", "port": PORT_NAME},
+            "periodSeconds": period,
+            "timeoutSeconds": 3,
+            "failureThreshold": failures,
+        }
+
+    return {
+        "name": COMPONENT,
+        "image": image.reference,
+        "imagePullPolicy": "IfNotPresent" if image.digest else "Always",
+        "ports": [{"name": PORT_NAME, "containerPort": studio.port, "protocol": "TCP"}],
+        "resources": _resources(app),
+        "readinessProbe": probe(5, 3),
+        "livenessProbe": probe(15, 4),
+        "securityContext": security_context(),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+
+
+def deployment(app: AppConfig, names: Names, opts: pulumi.ResourceOptions) -> Optional[k8s.apps.v1.Deployment]:
+    studio = app.stablestudio
+    if not studio.enabled:
+        return None
+    pod_spec: dict = {
+        "serviceAccountName": names.service_account,
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": pod_security_context(),
+        "containers": [_container(app)],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE}}],
+    }
+    if studio.image.pull_secret:
+        pod_spec["imagePullSecrets"] = [{"name": studio.image.pull_secret}]
+    return k8s.apps.v1.Deployment(
+        f"{names.base}-stablestudio-deployment",
+        metadata=names.metadata(names.stablestudio, COMPONENT),
+        spec={
+            "replicas": studio.replica_count,
+            "selector": {"matchLabels": names.stablestudio_selector_labels()},
+            "revisionHistoryLimit": 5,
+            "template": {"metadata": {"labels": names.labels(COMPONENT)}, "spec": pod_spec},
+        },
+        opts=opts,
+    )
+
+
+def service(app: AppConfig, names: Names, opts: pulumi.ResourceOptions) -> Optional[k8s.core.v1.Service]:
+    if not app.stablestudio.enabled:
+        return None
+    return k8s.core.v1.Service(
+        f"{names.base}-stablestudio-service",
+        metadata=names.metadata(names.stablestudio, COMPONENT),
+        spec={
+            "type": "ClusterIP",
+            "selector": names.stablestudio_selector_labels(),
+            "ports": [{"name": PORT_NAME, "port": app.stablestudio.port, "targetPort": PORT_NAME,
+                       "protocol": "TCP"}],
+        },
+        opts=opts,
+    )
+
+
+def network_policy(app: AppConfig, names: Names, opts: pulumi.ResourceOptions):
+    """Only the ingress controller's namespace reaches StableStudio's pods."""
+    if not (app.stablestudio.enabled and app.network_policy.enabled):
+        return None
+    return k8s.networking.v1.NetworkPolicy(
+        f"{names.base}-stablestudio-netpol",
+        metadata=names.metadata(names.stablestudio, COMPONENT),
+        spec={
+            "podSelector": {"matchLabels": names.stablestudio_selector_labels()},
+            "policyTypes": ["Ingress"],
+            "ingress": [{
+                "from": [{
+                    "namespaceSelector": {
+                        "matchExpressions": [{
+                            "key": "kubernetes.io/metadata.name",
+                            "operator": "In",
+                            "values": [app.ingress_http.ingress_controller_namespace],
+                        }]
+                    }
+                }],
+                "ports": [{"port": app.stablestudio.port, "protocol": "TCP"}],
+            }],
+        },
+        opts=opts,
+    )
