@@ -48,7 +48,10 @@ def run(
 
 
 def deployment(result: mock_engine.RunResult) -> dict:
-    return result.one("Deployment")
+    """The inference Deployment (StableStudio's, when enabled, is another one)."""
+    (found,) = [d for d in result.find("Deployment")
+                if d["metadata"]["labels"]["app.kubernetes.io/component"] == "inference"]
+    return found
 
 
 def pod_spec(result: mock_engine.RunResult) -> dict:

@@ -73,7 +73,10 @@ def test_deployment_container_contract():
 def test_init_container_prefetches_the_model():
     result = run(with_model(app(), revision="v2"))
     init = container(result, "model-download")
-    assert init["args"] == ["download", "--model", "stabilityai/sd-turbo", "--revision", "v2", "--cache-dir", "/models"]
+    # `download` reads the same SD_* model variables as `serve`.
+    assert init["args"] == ["download"]
+    e = env(init)
+    assert (e["SD_MODEL"], e["SD_REVISION"], e["SD_CACHE_DIR"]) == ("stabilityai/sd-turbo", "v2", "/models")
     assert init["image"] == container(result)["image"] == "ghcr.io/acme/sd:1.0.0"
     assert {m["mountPath"] for m in init["volumeMounts"]} >= {"/models", "/tmp"}
 

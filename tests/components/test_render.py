@@ -1,7 +1,7 @@
 """`python -m infra.render`, and the rendered objects against kubernetes-validate and checkov.
 
 A matrix of configs (the dev stack, each GPU node-pool mode, autoscaling on, auth off,
-TLS on, every HF-token and cache shape) is rendered once per session; every built-in
+TLS on, every HF-token and cache shape, StableStudio with LoRAs and extra models) is rendered once per session; every built-in
 object must pass `kubernetes-validate --strict` for Kubernetes TARGET_K8S, and checkov's
 Kubernetes checks run once over all of them (checkov is slow to start).
 """
@@ -61,8 +61,22 @@ def _matrix() -> dict[str, dict]:
                            "pull_secret": "regcred"}),
         replica_count=2,
     )
+    studio_models = helpers.with_sd(
+        helpers.with_model(
+            helpers.app(preset={"name": "gpu-l40s-x1"}, namespace="sd-studio",
+                        ingress_http={"host": "studio.example.com", "tls": {"secret_name": "studio-cert"}},
+                        stablestudio={"enabled": True,
+                                      "image": {"repository": "ghcr.io/acme/stablestudio", "tag": "2024.1"}}),
+            revision="main",
+            loras=[{"repo": "latent-consistency/lcm-lora-sdv1-5", "name": "lcm", "weight": 0.8},
+                   {"repo": "/models/loras/pixel-art", "weight": -0.5}]),
+        extra_models=[{"model_hf_name": "stabilityai/sdxl-turbo", "revision": "71153311"},
+                      {"model_hf_name": "runwayml/stable-diffusion-v1-5"}],
+        max_loaded_models=2, cors_origins=["https://app.example.com"],
+    )
     return {
         "dev": dev,
+        "existing-l40s-stablestudio-loras-models": studio_models,
         "karpenter-l4-keda-nginx-tls": karpenter,
         "gke-a100-noauth-tls-build": gke,
         "existing-h100-keda-rwo": existing_h100,
@@ -96,6 +110,9 @@ def test_matrix_covers_modes_presets_and_options():
     assert any("autoscaling" in c["stable_diffusion"] for c in MATRIX.values())
     assert any(not c.get("ingress_http", {}).get("auth", True) for c in MATRIX.values())
     assert any("tls" in c.get("ingress_http", {}) for c in MATRIX.values())
+    assert any(c.get("stablestudio", {}).get("enabled") for c in MATRIX.values())
+    assert any(c["stable_diffusion"].get("extra_models") for c in MATRIX.values())
+    assert any(c["stable_diffusion"]["hugging_face_model"].get("loras") for c in MATRIX.values())
 
 
 def test_every_config_renders_the_expected_kinds(rendered):
@@ -107,6 +124,9 @@ def test_every_config_renders_the_expected_kinds(rendered):
         assert ("ScaledObject" in kinds) == ("autoscaling" in config["stable_diffusion"]), name
         mode = config.get("node_pool")
         assert ("NodePool" in kinds) == (mode == {"mode": "karpenter"}), name
+        studio = [o for o in _objects(paths) if o["metadata"]["name"].endswith("-stablestudio")]
+        expected = {"Deployment", "Service", "NetworkPolicy"} if config.get("stablestudio") else set()
+        assert {o["kind"] for o in studio} == expected, name
 
 
 def test_rendered_secrets_are_redacted(rendered):
