@@ -379,7 +379,7 @@ class ImageBuild(_Model):
     tag: Annotated[str, Field(pattern=r"^[\w][\w.-]{0,127}$")] = "v1"
     platforms: list[Literal["linux/amd64", "linux/arm64"]] = ["linux/amd64"]
     username: Optional[str] = None
-    password: Optional[SecretInput] = None  # registry password/token
+    password: Optional[Union[ConfigSecretRef, str]] = None  # registry password/token
     pull_secret: Optional[Annotated[str, Field(pattern=_DNS_SUBDOMAIN)]] = None
 
     @field_validator("password", mode="before")

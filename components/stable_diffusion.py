@@ -3,47 +3,33 @@
 Read `__init__` as the table of contents; each step lives in its own module.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Pulumi's schema inference (provider/) reads the
+# annotations of `__init__`'s `args` and of the outputs below as objects.
 import re
-from typing import Any, Mapping, Optional, TypedDict, Union
+from typing import Optional
 
 import pulumi
 
-try:  # Python 3.11+
-    from typing import NotRequired
-except ImportError:  # pragma: no cover
-    from typing_extensions import NotRequired
-
 from . import autoscaling, image, networking, node_pools, secrets, stablestudio, workload
-from .inputs import AppConfig, parse_app_config
+from .args import ApiCredentials, ApiEndpoint, HfModel, StableDiffusionArgs
+from .inputs import parse_app_config
 from .meta import Names
 
 TYPE_TOKEN = "stable-diffusion:index:StableDiffusion"
 _NAME = re.compile(r"^[a-z]([-a-z0-9]{0,28}[a-z0-9])?$")
 
 
-class StableDiffusionArgs(TypedDict):
-    """Inputs of the component."""
-
-    app: Union[AppConfig, Mapping[str, Any]]
-    """The `stable-diffusion:app` config: a validated `AppConfig` or the raw mapping
-    (validated here, before any resource is declared). See docs/component.md."""
-    hf_token: NotRequired[pulumi.Input[str]]
-    """Overrides `stable_diffusion.hugging_face_model.hf_token` (stored as a secret)."""
-    registry_password: NotRequired[pulumi.Input[str]]
-    """Overrides `image.build.password` for pushing the built image."""
-
-
 class StableDiffusion(pulumi.ComponentResource):
-    external_api: pulumi.Output[dict]
+    """Stable Diffusion inference on Kubernetes: GPU node pool, secrets, model cache, Deployment, Service, Ingress with auth, NetworkPolicy, PodDisruptionBudget, KEDA autoscaling and optionally StableStudio."""
+
+    external_api: pulumi.Output[ApiEndpoint]
     """{host, port, protocol, base_path, url} through the Ingress."""
-    internal_api: pulumi.Output[dict]
+    internal_api: pulumi.Output[ApiEndpoint]
     """{host, port, protocol, base_path, url} of the ClusterIP Service."""
-    hf_model: pulumi.Output[dict]
-    """{model_hf_name}."""
-    api_credentials: Optional[pulumi.Output[dict]]
-    """Secret {username, password} of the API's basic auth; None when auth is off."""
+    hf_model: pulumi.Output[HfModel]
+    """{model_hf_name} of the default model."""
+    api_credentials: Optional[pulumi.Output[ApiCredentials]]
+    """Secret {username, password} of the API's basic auth; absent when auth is off."""
 
     def __init__(self, name: str, args: StableDiffusionArgs, opts: Optional[pulumi.ResourceOptions] = None):
         if not _NAME.match(name):
