@@ -33,6 +33,23 @@ def test_dev_stack_is_complete_and_valid():
     assert app.resolved_preset.gpu_count <= 1
 
 
+def test_prod_stack_is_complete_and_valid():
+    from components import parse_app_config
+    from components.inputs import ConfigSecretRef, KarpenterNodePool
+
+    config = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["config"]
+    app = parse_app_config(config["stable-diffusion:app"])
+    assert app.resolved_preset.gpu_count >= 1
+    assert isinstance(app.node_pool, KarpenterNodePool)
+    assert app.stable_diffusion.autoscaling is not None
+    assert app.ingress_http.tls is not None
+    assert app.stable_diffusion.hugging_face_model.revision
+    token = app.stable_diffusion.hugging_face_model.hf_token
+    assert isinstance(token, ConfigSecretRef)
+    # The token's config key is a `secure:` value, never plaintext.
+    assert set(config[f"stable-diffusion:{token.key}"]) == {"secure"}
+
+
 def test_entry_point_runs_from_the_infra_directory(monkeypatch):
     """Pulumi runs `main: infra/` with infra/ as the working directory and sys.path[0]."""
     monkeypatch.chdir(ROOT / "infra")

@@ -32,6 +32,7 @@ CRD_KINDS = {"NodePool", "ScaledObject"}
 
 def _matrix() -> dict[str, dict]:
     dev = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]["stable-diffusion:app"]
+    prod = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["config"]["stable-diffusion:app"]
     karpenter = helpers.with_sd(
         helpers.with_model(
             helpers.app(preset={"name": "gpu-l4-x1"}, node_pool={"mode": "karpenter"},
@@ -76,6 +77,7 @@ def _matrix() -> dict[str, dict]:
     )
     return {
         "dev": dev,
+        "prod": prod,
         "existing-l40s-stablestudio-loras-models": studio_models,
         "karpenter-l4-keda-nginx-tls": karpenter,
         "gke-a100-noauth-tls-build": gke,
@@ -123,7 +125,8 @@ def test_every_config_renders_the_expected_kinds(rendered):
         config = MATRIX[name]
         assert ("ScaledObject" in kinds) == ("autoscaling" in config["stable_diffusion"]), name
         mode = config.get("node_pool")
-        assert ("NodePool" in kinds) == (mode == {"mode": "karpenter"}), name
+        karpenter = mode == "karpenter" or isinstance(mode, dict) and mode["mode"] == "karpenter"
+        assert ("NodePool" in kinds) == karpenter, name
         studio = [o for o in _objects(paths) if o["metadata"]["name"].endswith("-stablestudio")]
         expected = {"Deployment", "Service", "NetworkPolicy"} if config.get("stablestudio") else set()
         assert {o["kind"] for o in studio} == expected, name
@@ -254,6 +257,25 @@ def test_cli_missing_secret_config_key_exits_1(tmp_path):
     assert proc.returncode == 1
     assert "stable-diffusion:hfToken" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_renders_the_prod_stack_with_its_secret_redacted(tmp_path):
+    document = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())
+    placeholder = document["config"]["stable-diffusion:hfToken"]["secure"]
+    proc = _cli("--stack", "prod", "--out", str(tmp_path / "prod"))
+    assert proc.returncode == 0, proc.stderr
+    files = {p.name: yaml.safe_load(p.read_text()) for p in (tmp_path / "prod").iterdir()}
+    kinds = {o["kind"] for o in files.values()}
+    assert {"NodePool", "ScaledObject", "Ingress", "PersistentVolumeClaim"} <= kinds
+    token = files["20-secret-stable-diffusion-hf-token.yaml"]
+    assert token["stringData"] == {"token": "<redacted>"}
+    assert placeholder not in "".join(p.read_text() for p in (tmp_path / "prod").iterdir())
+    ingress = next(o for o in files.values() if o["kind"] == "Ingress")
+    assert ingress["spec"]["tls"][0]["hosts"] == ["sd.example.com"]
+    deployment = next(o for o in files.values() if o["kind"] == "Deployment")
+    env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["SD_REVISION"] == document["config"]["stable-diffusion:app"]["stable_diffusion"][
+        "hugging_face_model"]["revision"]
 
 
 def test_render_is_deterministic(tmp_path):
