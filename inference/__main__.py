@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel, ValidationError
 
-from .config import ModelSettings, ServerSettings, env_name, flag_name
+from .config import ModelSettings, ServerSettings, env_name, flag_name, is_list_setting
 
 COMMANDS: dict[str, tuple[type[BaseModel], str]] = {
     "serve": (ServerSettings, "serve the HTTP API and the web playground"),
@@ -19,16 +19,23 @@ COMMANDS: dict[str, tuple[type[BaseModel], str]] = {
 
 
 def _add_flags(parser: argparse.ArgumentParser, settings_class: type[BaseModel], environ: Mapping[str, str]) -> None:
-    """One flag per settings field; its default is the `SD_*` variable when that is set."""
+    """One flag per settings field; its default is the `SD_*` variable when that is set.
+
+    List settings take the flag repeatedly (or comma-separated); given on the command
+    line, they replace the variable's list rather than add to it.
+    """
     for name, field in settings_class.model_fields.items():
         env = env_name(name)
+        repeatable = is_list_setting(settings_class, name)
         parser.add_argument(
             flag_name(name),
             dest=name,
-            default=environ.get(env),
-            help=f"{field.description} [env {env}]",
+            action="append" if repeatable else "store",
+            default=None,
+            help=f"{field.description} [env {env}{', comma-separated' if repeatable else ''}]",
             metavar=name.upper(),
         )
+    parser.set_defaults(_environ_defaults={name: environ.get(env_name(name)) for name in settings_class.model_fields})
 
 
 def parse(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> tuple[str, BaseModel]:
@@ -40,7 +47,13 @@ def parse(argv: list[str] | None = None, environ: Mapping[str, str] | None = Non
         _add_flags(commands.add_parser(command, help=help_text, description=help_text), settings_class, environ)
     args = parser.parse_args(argv)
     settings_class = COMMANDS[args.command][0]
-    values = {name: getattr(args, name) for name in settings_class.model_fields if getattr(args, name) is not None}
+    values = {}
+    for name in settings_class.model_fields:
+        value = getattr(args, name)
+        if value is None:
+            value = args._environ_defaults.get(name)
+        if value is not None:
+            values[name] = value
     try:
         return args.command, settings_class.model_validate(values)
     except ValidationError as error:
@@ -52,15 +65,27 @@ def parse(argv: list[str] | None = None, environ: Mapping[str, str] | None = Non
 
 
 def download(settings: ModelSettings) -> int:
+    """Prefetch every model and LoRA adapter of the settings (the init container)."""
     from .engine.loading import download as fetch
+    from .engine.lora import LoraSpec, LoraSpecError, download_adapter
+    from .engine.registry import model_refs
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        where = fetch(settings.model, cache_dir=settings.cache_dir, revision=settings.revision)
-    except Exception as error:  # a clear one-line reason for the init container's log
-        print(f"error: could not download {settings.model!r}: {type(error).__name__}: {error}", file=sys.stderr)
-        return 1
-    print(f"{settings.model} is in {where}")
+        adapters = [LoraSpec.parse(text) for text in settings.lora]
+    except LoraSpecError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    refs = model_refs(settings.model, settings.revision)
+    jobs = [(ref.name, lambda ref=ref: fetch(ref.name, cache_dir=settings.cache_dir, revision=ref.revision)) for ref in refs]
+    jobs += [(spec.source, lambda spec=spec: download_adapter(spec, settings.cache_dir)) for spec in adapters]
+    for what, fetch_one in jobs:
+        try:
+            where = fetch_one()
+        except Exception as error:  # a clear one-line reason for the init container's log
+            print(f"error: could not download {what!r}: {type(error).__name__}: {error}", file=sys.stderr)
+            return 1
+        print(f"{what} is in {where}")
     return 0
 
 

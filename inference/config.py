@@ -18,18 +18,51 @@ def default_cache_dir() -> Path:
     return Path(base) / "stable-diffusion-k8s"
 
 
+def _split_commas(value):
+    """A list setting from the environment (or one flag) is comma-separated."""
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, list):
+        return [part.strip() for item in value for part in str(item).split(",") if part.strip()]
+    return value
+
+
 class ModelSettings(BaseModel):
-    """Which model, and where its weights are cached (shared by `serve` and `download`)."""
+    """Which models, and where their weights are cached (shared by `serve` and `download`)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field(
-        "builtin:tiny",
-        description="builtin:tiny, builtin:tiny-sdxl, a Hugging Face repo id or a local pipeline directory",
+    model: list[str] = Field(
+        default_factory=lambda: ["builtin:tiny"],
+        description="checkpoint: builtin:tiny, builtin:tiny-sdxl, a Hugging Face repo id[@revision] or a local "
+        "pipeline directory; repeat (or comma-separate) to offer several, the first is the default",
         min_length=1,
     )
-    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) to pin")
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) of the first model")
+    lora: list[str] = Field(
+        default_factory=list,
+        description="LoRA adapter REPO_OR_DIR[:NAME][:WEIGHT], activated per request by <lora:NAME:WEIGHT>; repeatable",
+    )
     cache_dir: Path = Field(default_factory=default_cache_dir, description="model cache directory")
+
+    @field_validator("model", "lora", mode="before")
+    @classmethod
+    def _split_lists(cls, value):
+        return _split_commas(value)
+
+    @field_validator("lora")
+    @classmethod
+    def _lora_specs_parse(cls, value: list[str]) -> list[str]:
+        from .engine.lora import LoraSpec
+
+        names = [LoraSpec.parse(text).name for text in value]  # raises naming the bad spec
+        if len(set(names)) != len(names):
+            raise ValueError(f"LoRA names must be unique, got {names}")
+        return value
+
+    @property
+    def default_model(self) -> str:
+        return self.model[0]
 
 
 class ServerSettings(ModelSettings):
@@ -44,6 +77,9 @@ class ServerSettings(ModelSettings):
         15.0, ge=0, le=1000, description="how long the first request of a batch waits for company"
     )
     queue_size: int = Field(32, ge=1, description="requests waiting or running before new ones get 429")
+    max_loaded_models: int = Field(
+        1, ge=1, description="checkpoints kept in memory at once; past it the least recently used is unloaded"
+    )
     auth_file: Path | None = Field(None, description="htpasswd file with bcrypt lines; enables HTTP Basic auth")
     cors_origins: list[str] = Field(default_factory=list, description="origins allowed by CORS (comma-separated)")
     max_width: int = Field(2048, ge=64, description="largest width accepted")
@@ -65,9 +101,7 @@ class ServerSettings(ModelSettings):
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value):
-        if isinstance(value, str):
-            return [origin.strip() for origin in value.split(",") if origin.strip()]
-        return value
+        return _split_commas(value)
 
     @field_validator("auth_file")
     @classmethod
@@ -79,6 +113,10 @@ class ServerSettings(ModelSettings):
 
 def env_name(field: str) -> str:
     return ENV_PREFIX + field.upper()
+
+
+def is_list_setting(settings_class: type[BaseModel], field: str) -> bool:
+    return getattr(settings_class.model_fields[field].annotation, "__origin__", None) is list
 
 
 def flag_name(field: str) -> str:

@@ -92,7 +92,7 @@ def serve(settings: ServerSettings, *, wrap_runner: Callable[[BatchRunner], Batc
         server.should_exit = True
 
     runtime.on_fatal = fatal
-    log.info("serving %s on http://%s:%d", settings.model, settings.host, settings.port)
+    log.info("serving %s on http://%s:%d", ", ".join(settings.model), settings.host, settings.port)
     server.run()
     if runtime.load_error:
         return 1

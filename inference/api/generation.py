@@ -20,6 +20,8 @@ from PIL import Image, ImageFilter, ImageOps
 from ..config import ServerSettings
 from ..engine.generate import BatchKey, ImageTask
 from ..engine.loading import LoadedModel
+from ..engine.lora import extract_adapters
+from ..engine.registry import UnknownModelError
 from ..engine.samplers import AUTOMATIC, UnknownSamplerError, resolve
 from ..imaging import ImageInputError, decode_image, encode_png, fit
 from ..infotext import format_infotext
@@ -76,16 +78,14 @@ class GenerationService:
             if length > s.max_prompt_length:
                 raise field_error(name, f"is {length} characters; the limit is {s.max_prompt_length}")
 
-    def _model_for(self, req: GenerationRequest) -> LoadedModel:
-        model = self.runtime.require_model()
-        wanted = req.override_settings.get("sd_model_checkpoint")
-        if wanted and wanted not in model.names:
-            raise field_error(
-                ("override_settings", "sd_model_checkpoint"),
-                f"unknown checkpoint {wanted!r}; available: {model.title}",
-                wanted,
-            )
-        return model
+    async def _model_for(self, req: GenerationRequest) -> LoadedModel:
+        """The current checkpoint, or the one `override_settings.sd_model_checkpoint`
+        names for this request only (loaded first if it is not in memory)."""
+        wanted = req.override_settings.get("sd_model_checkpoint") or None
+        try:
+            return await self.runtime.model_named(None if wanted is None else str(wanted))
+        except UnknownModelError as error:
+            raise field_error(("override_settings", "sd_model_checkpoint"), str(error), wanted) from None
 
     # -- request -> tasks -------------------------------------------------------------
 
@@ -98,6 +98,12 @@ class GenerationService:
             sampler = resolve(req.sampler_name or req.sampler_index, req.scheduler)
         except UnknownSamplerError as error:
             raise field_error(error.field, str(error), getattr(req, error.field, None)) from None
+        try:
+            # The encoder sees the prompt without its <lora:...> tags; the tags stay in
+            # the infotext, as A1111 keeps them, so the PNG says how it was made.
+            encoder_prompt, adapters = extract_adapters(req.prompt, model.loras)
+        except ValueError as error:
+            raise field_error("prompt", str(error), req.prompt) from None
 
         count = req.batch_size * req.n_iter
         seed = req.seed if req.seed != -1 else secrets.randbelow(2**32)
@@ -126,10 +132,11 @@ class GenerationService:
             sampler=sampler,
             cfg_scale=float(req.cfg_scale),
             denoising_strength=strength,
+            adapters=adapters,
         )
         tasks = [
             ImageTask(
-                prompt=req.prompt,
+                prompt=encoder_prompt,
                 negative_prompt=req.negative_prompt,
                 seed=seeds[i],
                 init_image=init_images[i % len(init_images)],
@@ -168,7 +175,7 @@ class GenerationService:
     # -- running ----------------------------------------------------------------------
 
     async def generate(self, req: GenerationRequest, request: Request) -> GenerationResponse:
-        model = self._model_for(req)
+        model = await self._model_for(req)
         prepared = self.prepare(req, model)
         result = await submit_watching_disconnect(self.runtime, prepared, request)
         # Interrupted: A1111 answers 200 with the images made so far (possibly none).
@@ -221,7 +228,7 @@ class GenerationService:
             "seed_resize_from_w": -1,
             "seed_resize_from_h": -1,
             "denoising_strength": key.denoising_strength,
-            "extra_generation_params": {},
+            "extra_generation_params": {"LoRA": _adapters_text(key)} if key.adapters else {},
             "index_of_first_image": 0,
             "infotexts": infotexts,
             "styles": req.styles,
@@ -252,9 +259,14 @@ class GenerationService:
             "Model hash": model.short_hash,
             "Model": model.title,
             "Denoising strength": key.denoising_strength,
+            "LoRA": _adapters_text(key) if key.adapters else None,
             "Version": VERSION,
         }
         return format_infotext(req.prompt, req.negative_prompt, fields)
+
+
+def _adapters_text(key: BatchKey) -> str:
+    return ", ".join(f"{name}:{_number(weight)}" for name, weight in key.adapters)
 
 
 def _number(value: float) -> float | int:

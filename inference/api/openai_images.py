@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..engine.registry import UnknownModelError
 from ..serving.batcher import GenerationFailed, QueueFull, ShuttingDown
 from .dependencies import GenerationServiceDep, RuntimeDep
 from .generation import field_error
@@ -121,11 +122,15 @@ def _size(value: str | None) -> tuple[int | None, int | None]:
 async def generate_images(
     body: ImageGenerationRequest, request: Request, runtime: RuntimeDep, service: GenerationServiceDep
 ) -> ImagesResponse:
-    model = runtime.require_model()
-    if body.model and body.model not in model.names and body.model not in OPENAI_MODEL_NAMES:
-        raise field_error("model", f"unknown model {body.model!r}; this server serves {model.name!r}", body.model)
+    runtime.require_started()
+    fields: dict[str, Any] = {}
+    if body.model and body.model not in OPENAI_MODEL_NAMES:  # OpenAI's own names mean "the current one"
+        try:
+            fields["override_settings"] = {"sd_model_checkpoint": runtime.registry.resolve(body.model)}
+        except UnknownModelError as error:
+            raise field_error("model", str(error), body.model) from None
     width, height = _size(body.size)
-    fields: dict[str, Any] = dict(
+    fields.update(
         prompt=body.prompt, negative_prompt=body.negative_prompt, batch_size=body.n, width=width, height=height,
         seed=body.seed, sampler_name=body.sampler_name,
     )
@@ -164,15 +169,16 @@ def _model_entry(name: str) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": _SERVING_SINCE, "owned_by": "stable-diffusion-k8s"}
 
 
-@router.get("/models", summary="The model this server serves (OpenAI models API)")
+@router.get("/models", summary="The checkpoints this server offers, the default first (OpenAI models API)")
 async def list_models(runtime: RuntimeDep) -> dict[str, Any]:
-    model = runtime.require_model()
-    return {"object": "list", "data": [_model_entry(model.name)]}
+    runtime.require_started()
+    return {"object": "list", "data": [_model_entry(ref.name) for ref in runtime.checkpoints()]}
 
 
 @router.get("/models/{model_id:path}", summary="One model (OpenAI models API)")
 async def get_model(model_id: str, runtime: RuntimeDep) -> dict[str, Any]:
-    model = runtime.require_model()
-    if model_id not in model.names:
-        raise HTTPException(404, f"unknown model {model_id!r}; this server serves {model.name!r}")
-    return _model_entry(model.name)
+    runtime.require_started()
+    try:
+        return _model_entry(runtime.registry.resolve(model_id))
+    except UnknownModelError as error:
+        raise HTTPException(404, str(error)) from None

@@ -23,7 +23,7 @@ async def healthz() -> dict[str, str]:
 )
 async def readyz(runtime: RuntimeDep) -> JSONResponse:
     ready, state = runtime.readiness()
-    body = {"status": state, "model": runtime.settings.model}
+    body = {"status": state, "model": runtime.current_model}
     if runtime.batcher is not None:
         body["queue_depth"] = runtime.batcher.depth
     if runtime.load_error:

@@ -15,7 +15,9 @@ from fastapi import HTTPException
 
 from ..config import ServerSettings
 from ..engine.generate import run_batch
-from ..engine.loading import LoadedModel, choose_device, load_model
+from ..engine.loading import LoadedModel, choose_device
+from ..engine.lora import LoraSpec
+from ..engine.registry import ModelRef, ModelRegistry, model_refs
 from ..metrics import Metrics
 from ..serving.batcher import Batcher, BatchRunner
 from ..serving.process_clock import process_started_monotonic
@@ -36,7 +38,9 @@ class Runtime:
     ):
         self.settings = settings
         self.metrics = Metrics()
-        self.model: LoadedModel | None = None
+        self.registry: ModelRegistry | None = None
+        # The checkpoint requests use unless they name one (A1111's sd_model_checkpoint).
+        self.current_model: str = ModelRef.parse(settings.default_model).name
         self.load_error: str | None = None
         self.draining = False
         self.on_fatal: Callable[[], None] = lambda: None
@@ -48,7 +52,9 @@ class Runtime:
         self._loading: asyncio.Task | None = None
 
     def _run_batch(self, key, tasks, on_step):
-        return run_batch(self.require_model(), key, tasks, on_step)
+        # On the batcher's thread: a checkpoint evicted since the request was prepared
+        # is loaded again here.
+        return run_batch(self.registry.get(key.model), key, tasks, on_step)
 
     async def start(self) -> None:
         self.batcher = Batcher(
@@ -65,16 +71,20 @@ class Runtime:
         s = self.settings
         load_started = time.monotonic()
         try:
-            device = choose_device(s.device, s.dtype)
-            self.model = await asyncio.to_thread(
-                load_model, s.model, cache_dir=s.cache_dir, revision=s.revision, device=device
+            self.registry = ModelRegistry(
+                self.checkpoints(),
+                cache_dir=s.cache_dir,
+                device=choose_device(s.device, s.dtype),
+                loras=self.lora_specs(),
+                max_loaded=s.max_loaded_models,
+                on_load=lambda model: self.metrics.model_load_seconds.labels(model=model.name).set(model.load_seconds),
             )
+            model = await asyncio.to_thread(self.registry.get, self.current_model)
         except Exception as error:  # reported by /readyz and the log; the process then exits
             self.load_error = f"{type(error).__name__}: {error}"
-            log.error("could not load model %s: %s", s.model, self.load_error)
+            log.error("could not load model %s: %s", self.current_model, self.load_error)
             self.on_fatal()
             return
-        self.metrics.model_load_seconds.labels(model=self.model.name).set(self.model.load_seconds)
         startup = time.monotonic() - PROCESS_STARTED
         self.metrics.startup_seconds.set(startup)
         if not self.draining:
@@ -82,7 +92,7 @@ class Runtime:
         log.info(
             "ready in %.2fs after process start (model %s; loading, imports of torch/diffusers included, took %.2fs)",
             startup,
-            self.model.name,
+            model.name,
             time.monotonic() - load_started,
         )
 
@@ -110,17 +120,48 @@ class Runtime:
         if self.batcher is not None:
             self.batcher.stop_accepting()
 
+    def require_started(self) -> None:
+        """503 until the default checkpoint has loaded once."""
+        if self.load_error:
+            raise HTTPException(503, "the model failed to load")
+        if self.registry is None or not self.registry.loaded_names():
+            raise HTTPException(503, "the model is still loading")
+
     def require_model(self) -> LoadedModel:
-        if self.model is None:
-            raise HTTPException(503, "the model is still loading" if not self.load_error else "the model failed to load")
-        return self.model
+        """The current checkpoint if it is in memory now (never loads; 503 otherwise)."""
+        self.require_started()
+        model = self.registry.loaded(self.current_model)
+        if model is None:
+            raise HTTPException(503, f"checkpoint {self.current_model!r} is being loaded")
+        return model
+
+    def checkpoints(self) -> list[ModelRef]:
+        """Every checkpoint offered, loaded or not (first: the server's default)."""
+        return model_refs(self.settings.model, self.settings.revision)
+
+    def lora_specs(self) -> list[LoraSpec]:
+        return [LoraSpec.parse(text) for text in self.settings.lora]
+
+    async def model_named(self, wanted: str | None) -> LoadedModel:
+        """A checkpoint by any of its client-facing names (None: the current one), loading
+        it on a worker thread if needed. UnknownModelError names the choices."""
+        self.require_started()
+        name = self.current_model if wanted is None else self.registry.resolve(wanted)
+        model = self.registry.loaded(name)
+        return model or await asyncio.to_thread(self.registry.get, name)
+
+    async def select_model(self, wanted: str) -> LoadedModel:
+        """Make a checkpoint the current one (POST /sdapi/v1/options), loading it first."""
+        model = await self.model_named(wanted)
+        self.current_model = model.name
+        return model
 
     def readiness(self) -> tuple[bool, str]:
         if self.load_error:
             return False, "failed"
         if self.draining:
             return False, "draining"
-        if self.model is None:
+        if self.registry is None or not self.registry.loaded_names():
             return False, "loading"
         if self.batcher is None or not self.batcher.alive:
             return False, "worker stopped"

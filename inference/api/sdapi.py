@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Body, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..engine.loading import LoadedModel
+from ..engine.registry import UnknownModelError
 from ..imaging import ImageInputError, decode_image, read_parameters
 from ..infotext import parse_infotext
 from .dependencies import GenerationServiceDep, RuntimeDep
@@ -49,9 +49,9 @@ def get_state(request: Request) -> SdapiState:
     return state
 
 
-def checkpoint_sha256(model: LoadedModel) -> str:
+def checkpoint_sha256(name: str) -> str:
     """Stands in for A1111's file hash; its first 10 digits are `LoadedModel.short_hash`."""
-    return hashlib.sha256(model.name.encode("utf-8")).hexdigest()
+    return hashlib.sha256(name.encode("utf-8")).hexdigest()
 
 
 # -- generation ----------------------------------------------------------------------
@@ -167,7 +167,7 @@ async def skip(request: Request, runtime: RuntimeDep) -> None:
 # -- options -------------------------------------------------------------------------
 
 
-def current_options(model: LoadedModel, stored: dict[str, Any]) -> dict[str, Any]:
+def current_options(checkpoint: str, stored: dict[str, Any], loaded_limit: int) -> dict[str, Any]:
     options = {
         "samples_format": "png",
         "sd_vae": "Automatic",
@@ -176,33 +176,36 @@ def current_options(model: LoadedModel, stored: dict[str, Any]) -> dict[str, Any
         "live_previews_enable": False,
         "enable_pnginfo": True,
         "save_images_add_number": True,
-        "sd_checkpoints_limit": 1,
+        "sd_checkpoints_limit": loaded_limit,
     }
     options.update(stored)
     # Always the truth, whatever was posted.
-    options["sd_model_checkpoint"] = model.title
-    options["sd_checkpoint_hash"] = checkpoint_sha256(model)
+    options["sd_model_checkpoint"] = checkpoint
+    options["sd_checkpoint_hash"] = checkpoint_sha256(checkpoint)
     return options
 
 
-@router.get("/options", summary="Server options; sd_model_checkpoint is the loaded model")
+@router.get("/options", summary="Server options; sd_model_checkpoint is the current checkpoint")
 async def get_options(request: Request, runtime: RuntimeDep) -> dict[str, Any]:
-    return current_options(runtime.require_model(), get_state(request).stored_options)
+    runtime.require_started()
+    stored = get_state(request).stored_options
+    return current_options(runtime.current_model, stored, runtime.settings.max_loaded_models)
 
 
 @router.post(
     "/options",
     summary="Set options",
-    description="`sd_model_checkpoint` must name the loaded model (one model per server: switching "
-    "checkpoints is a deployment change). Other options are stored and echoed by GET, not acted on.",
+    description="`sd_model_checkpoint` selects one of GET sd-models (loaded before this returns, as in "
+    "A1111); later requests use it unless they override it. Other options are stored and echoed by GET, "
+    "not acted on.",
 )
 async def set_options(request: Request, runtime: RuntimeDep, body: dict[str, Any] = Body(...)) -> None:
-    model = runtime.require_model()
     wanted = body.get("sd_model_checkpoint")
-    if wanted is not None and wanted not in model.names:
-        raise field_error(
-            "sd_model_checkpoint", f"unknown checkpoint {wanted!r}; this server serves {model.title!r}", wanted
-        )
+    if wanted is not None:
+        try:
+            await runtime.select_model(str(wanted))
+        except UnknownModelError as error:
+            raise field_error("sd_model_checkpoint", str(error), wanted) from None
     stored = get_state(request).stored_options
     stored.update({k: v for k, v in body.items() if k not in ("sd_model_checkpoint", "sd_checkpoint_hash")})
     return None

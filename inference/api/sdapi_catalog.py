@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from ..engine.loading import LoadedModel
 from ..engine.samplers import SAMPLERS, SCHEDULES, supported_schedules
 from .dependencies import RuntimeDep
 from .sdapi import checkpoint_sha256
@@ -26,18 +27,30 @@ _SCHEDULE_TRAITS: dict[str, tuple[list[str] | None, float, bool]] = {
 }
 
 
-@router.get("/sd-models", summary="The checkpoint this server serves")
+@router.get("/sd-models", summary="The checkpoints this server offers (--model), the default first")
 async def sd_models(runtime: RuntimeDep) -> list[dict[str, Any]]:
-    model = runtime.require_model()
+    runtime.require_started()
+    entries = []
+    for ref in runtime.checkpoints():
+        loaded = runtime.registry.loaded(ref.name)
+        entries.append(
+            {
+                "title": ref.title,
+                "model_name": ref.name,
+                "hash": LoadedModel.hash_of(ref.name),
+                "sha256": checkpoint_sha256(ref.name),
+                "filename": loaded.source if loaded else ref.name,
+                "config": None,
+            }
+        )
+    return entries
+
+
+@router.get("/loras", summary="LoRA adapters loaded at start (--lora); use them with <lora:NAME:WEIGHT>")
+async def loras(runtime: RuntimeDep) -> list[dict[str, Any]]:
     return [
-        {
-            "title": model.title,
-            "model_name": model.name,
-            "hash": model.short_hash,
-            "sha256": checkpoint_sha256(model),
-            "filename": model.source,
-            "config": None,
-        }
+        {"name": spec.name, "alias": spec.name, "path": spec.source, "metadata": {"default_weight": spec.weight}}
+        for spec in runtime.lora_specs()
     ]
 
 
@@ -96,7 +109,6 @@ def _empty_list_route(path: str, what: str) -> None:
 
 
 for _path, _what in (
-    ("/loras", "LoRAs"),
     ("/hypernetworks", "Hypernetworks"),
     ("/sd-vae", "Separate VAEs"),
     ("/face-restorers", "Face restorers"),
@@ -108,7 +120,7 @@ for _path, _what in (
     _empty_list_route(_path, _what)
 
 
-@router.post("/refresh-loras", summary="No-op: no LoRAs")
+@router.post("/refresh-loras", summary="No-op: adapters are loaded at start")
 async def refresh_loras() -> None:
     return None
 
@@ -125,7 +137,7 @@ async def cmd_flags(runtime: RuntimeDep) -> dict[str, Any]:
             "nowebui": False,
             "listen": settings.host not in ("127.0.0.1", "localhost"),
             "cors_allow_origins": ",".join(settings.cors_origins) or None,
-            "ckpt": settings.model,
+            "ckpt": settings.default_model,
             # A1111 prints these credentials here; this server never does.
             "api_auth": None,
             "gradio_auth": None,

@@ -14,6 +14,7 @@ from typing import Callable, Literal
 from PIL import Image
 
 from .loading import LoadedModel
+from .lora import ActiveAdapters, activate
 from .samplers import SamplerChoice, build_scheduler
 
 Kind = Literal["txt2img", "img2img", "inpaint"]
@@ -34,6 +35,7 @@ class BatchKey:
     sampler: SamplerChoice
     cfg_scale: float
     denoising_strength: float | None = None
+    adapters: ActiveAdapters = ()  # LoRA (name, weight) pairs active for this call
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ def run_batch(
     # A fresh scheduler per call: schedulers are stateful (step index, sigmas), and the
     # sampler is part of the batch key.
     pipe.scheduler = build_scheduler(key.sampler, model.scheduler_config)
+    activate(pipe, key.adapters, model.loras)
     interrupted = False
 
     def step_end(pipeline, step: int, timestep, callback_kwargs):

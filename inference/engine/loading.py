@@ -74,11 +74,6 @@ class LoadedModel:
         return self.name
 
     @property
-    def names(self) -> set[str]:
-        """Every spelling that selects this checkpoint."""
-        return {self.name, self.title, Path(self.name).name, f"{self.title} [{self.short_hash}]"}
-
-    @property
     def short_hash(self) -> str:
         return self.hash_of(self.name)
 

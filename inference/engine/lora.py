@@ -88,6 +88,15 @@ def extract_adapters(prompt: str, available: dict[str, LoraSpec]) -> tuple[str, 
     return clean, tuple(sorted(wanted.items()))
 
 
+def download_adapter(spec: LoraSpec, cache_dir: Path) -> str:
+    """Prefetch an adapter from the Hub into the cache (a local file or directory is used as is)."""
+    if Path(spec.source).expanduser().exists():
+        return str(Path(spec.source).expanduser().resolve())
+    from huggingface_hub import snapshot_download
+
+    return snapshot_download(spec.source, cache_dir=str(cache_dir), allow_patterns=["*.safetensors", "*.json"])
+
+
 def load_adapters(pipeline: Any, specs: list[LoraSpec], cache_dir: Path) -> dict[str, LoraSpec]:
     """Load every adapter onto `pipeline`, inactive. Returns those that loaded."""
     loaded: dict[str, LoraSpec] = {}

@@ -13,6 +13,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from .builtin import is_builtin
 from .loading import DeviceConfig, LoadedModel, load_model
@@ -40,6 +41,11 @@ class ModelRef:
         return self.name
 
 
+def model_refs(models: list[str], first_revision: str | None = None) -> list[ModelRef]:
+    """`--model` values -> refs; `--revision` applies to the first (the default) model."""
+    return [ModelRef.parse(text, first_revision if i == 0 else None) for i, text in enumerate(models)]
+
+
 class UnknownModelError(LookupError):
     def __init__(self, wanted: str, available: list[str]):
         super().__init__(f"unknown checkpoint {wanted!r}; available: {', '.join(available)}")
@@ -55,6 +61,7 @@ class ModelRegistry:
         device: DeviceConfig,
         loras: list[LoraSpec] | None = None,
         max_loaded: int = 1,
+        on_load: Callable[[LoadedModel], None] | None = None,
     ):
         if not refs:
             raise ValueError("at least one model is required")
@@ -64,6 +71,7 @@ class ModelRegistry:
         self.lora_specs = list(loras or [])
         self.max_loaded = max(1, max_loaded)
         self.default = self.refs[0].name
+        self._on_load = on_load
         self._loaded: OrderedDict[str, LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -73,6 +81,10 @@ class ModelRegistry:
 
     def loaded_names(self) -> list[str]:
         return list(self._loaded)
+
+    def loaded(self, name: str) -> LoadedModel | None:
+        """The model if it is in memory now; never loads (safe on the event loop)."""
+        return self._loaded.get(name)
 
     def resolve(self, wanted: str) -> str:
         """A checkpoint as a client names it (title, `title [hash]`, file name) -> its name."""
@@ -99,6 +111,8 @@ class ModelRegistry:
             model = load_model(ref.name, cache_dir=self.cache_dir, revision=ref.revision, device=self.device)
             model.loras = self._load_loras(model)
             self._loaded[name] = model
+            if self._on_load is not None:
+                self._on_load(model)
             return model
 
     def _load_loras(self, model: LoadedModel) -> dict[str, LoraSpec]:

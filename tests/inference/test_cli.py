@@ -29,12 +29,21 @@ def test_environment_sets_defaults_and_flags_win(tmp_path):
     assert settings.max_batch_size == 3
     assert settings.port == 9100
     assert settings.cors_origins == ["https://a.example", "https://b.example"]
-    assert settings.model == "stabilityai/sd-turbo" and settings.cache_dir == tmp_path
+    assert settings.model == ["stabilityai/sd-turbo"] and settings.cache_dir == tmp_path
 
 
 def test_download_takes_model_revision_and_cache_dir(tmp_path):
     command, settings = parse(["download", "--model", "org/repo", "--revision", "abc123", "--cache-dir", str(tmp_path)], {})
-    assert (command, settings.model, settings.revision, settings.cache_dir) == ("download", "org/repo", "abc123", tmp_path)
+    assert (command, settings.model, settings.revision, settings.cache_dir) == ("download", ["org/repo"], "abc123", tmp_path)
+
+
+def test_models_and_loras_repeat_or_comma_separate_and_flags_replace_the_environment():
+    environ = {"SD_MODEL": "org/a,org/b@v2", "SD_LORA": "/loras/ink:ink:0.5"}
+    _, from_env = parse(["serve"], environ)
+    assert from_env.model == ["org/a", "org/b@v2"] and from_env.lora == ["/loras/ink:ink:0.5"]
+    _, from_flags = parse(["serve", "--model", "builtin:tiny", "--model", "builtin:tiny-sdxl,org/c"], environ)
+    assert from_flags.model == ["builtin:tiny", "builtin:tiny-sdxl", "org/c"]
+    assert from_flags.default_model == "builtin:tiny"
 
 
 @pytest.mark.parametrize(
@@ -44,6 +53,9 @@ def test_download_takes_model_revision_and_cache_dir(tmp_path):
         (["serve"], {"SD_MAX_BATCH_SIZE": "0"}, "--max-batch-size / SD_MAX_BATCH_SIZE"),
         (["serve", "--dtype", "float8"], {}, "--dtype / SD_DTYPE"),
         (["serve", "--auth-file", "/no/such/htpasswd"], {}, "--auth-file / SD_AUTH_FILE"),
+        (["serve", "--lora", "/l/ink:ink:heavy"], {}, "--lora / SD_LORA"),
+        (["serve"], {"SD_LORA": "/a/ink,/b/ink"}, "--lora / SD_LORA"),
+        (["serve", "--max-loaded-models", "0"], {}, "--max-loaded-models / SD_MAX_LOADED_MODELS"),
     ],
 )
 def test_bad_settings_exit_2_naming_flag_and_variable(argv, environ, named, capsys):
