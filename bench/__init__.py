@@ -1,0 +1,1 @@
+"""Benchmarks (`python -m bench.overhead`, `bench.batching`, `bench.gpu`); never timed tests."""
