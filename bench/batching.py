@@ -28,7 +28,7 @@ def one_round(url: str, clients: int, requests: int, round_index: int) -> float:
     def client_loop(client_index: int) -> int:
         with httpx.Client(base_url=url, timeout=600) as client:
             for i in range(requests):
-                seed = (round_index * clients + client_index) * requests + i
+                seed = ((round_index + 1) * clients + client_index) * requests + i  # warm-up is round -1
                 response = client.post("/v1/txt2img", json={"prompt": f"client {client_index}", "seed": seed})
                 response.raise_for_status()
                 assert len(response.json()["images"]) == 1

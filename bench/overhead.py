@@ -5,7 +5,9 @@ the default sampler and CFG), same machine, measured in one run with the two int
 call by call, so background load hits both alike. The server runs with its defaults
 (batching on, 15 ms window), as deployed. The direct call is the diffusers pipeline
 itself, with the same scheduler, producing a PIL image; the HTTP path adds validation,
-queueing, PNG encoding, base64, JSON and the loopback round trip.
+queueing, PNG encoding, base64, JSON and the loopback round trip. A third row, from the
+server's own /metrics, is the mean time of the pipeline call inside the server: it splits
+the overhead into "the same call runs slower in the server" and "around the call".
 
     python -m bench.overhead [--rounds 15] [--model builtin:tiny]
 """
@@ -48,6 +50,16 @@ def direct_caller(model: str, cache_dir, steps: int, cfg: float):
     return call
 
 
+def server_pipeline_seconds(client: httpx.Client) -> tuple[float, float]:
+    """(seconds spent in pipeline calls, number of calls) from the server's /metrics."""
+    values = {}
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(("sd_generation_seconds_total ", "sd_batch_size_count ")):
+            name, value = line.split()
+            values[name] = float(value)
+    return values.get("sd_generation_seconds_total", 0.0), values.get("sd_batch_size_count", 0.0)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="builtin:tiny")
@@ -69,11 +81,14 @@ def main(argv: list[str] | None = None) -> None:
             direct(seed)
             http(seed)
         direct_s, http_s = [], []
+        before = server_pipeline_seconds(client)
         for seed in range(args.rounds):
             for call, into in ((direct, direct_s), (http, http_s)) if seed % 2 else ((http, http_s), (direct, direct_s)):
                 started = time.perf_counter()
                 call(seed)
                 into.append(time.perf_counter() - started)
+        after = server_pipeline_seconds(client)
+        inside_mean = (after[0] - before[0]) / max(1, after[1] - before[1])
 
     ratio = median(http_s) / median(direct_s)
     print(f"machine: {machine()}")
@@ -84,6 +99,7 @@ def main(argv: list[str] | None = None) -> None:
             [
                 ["direct pipeline call", f"{median(direct_s) * 1000:.1f}", f"{min(direct_s) * 1000:.1f}", f"{max(direct_s) * 1000:.1f}"],
                 ["HTTP end to end", f"{median(http_s) * 1000:.1f}", f"{min(http_s) * 1000:.1f}", f"{max(http_s) * 1000:.1f}"],
+                ["(pipeline call inside the server, mean)", f"{inside_mean * 1000:.1f}", "", ""],
             ],
         )
     )

@@ -2,7 +2,8 @@
 
 Requests ("jobs") are admitted up to `queue_size` (waiting + running); past that `submit`
 raises `QueueFull` at once, so a burst gets fast 429s instead of a hang. One worker task
-takes the oldest job, waits at most `window` for compatible company (same `BatchKey`),
+takes the oldest job, waits at most `window` for compatible company (same `BatchKey`;
+only in a busy period, see `_window_now`),
 and runs up to `max_batch_size` images in one pipeline call on a worker thread (the event
 loop stays free for health checks and progress). A job larger than `max_batch_size` is
 split across calls. Each image has its own seed, so batching never changes which noise an
@@ -142,6 +143,7 @@ class Batcher:
         self._accepting = True
         self._worker: asyncio.Task | None = None
         self._seconds_per_image = 1.0  # running estimate for Retry-After
+        self._last_batch_ended = float("-inf")
         self.progress = Progress()
 
     # -- lifecycle -----------------------------------------------------------------
@@ -246,7 +248,7 @@ class Batcher:
                 self._arrived.clear()
                 await self._arrived.wait()
             key = self._waiting[0].key
-            deadline = time.monotonic() + self.window_seconds
+            deadline = time.monotonic() + self._window_now()
             while self._compatible_images(key) < self.max_batch_size and self._waiting:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -265,6 +267,17 @@ class Batcher:
             except Exception:  # a bug in the bookkeeping must not stop the worker for good
                 log.exception("batch bookkeeping failed; failing the jobs it held")
                 self._fail_running(GenerationFailed("internal error while batching", status=500))
+
+    def _window_now(self) -> float:
+        """How long the head of the queue waits for company.
+
+        Only in a busy period (a batch ended within the last window): that is when clients
+        come back together, e.g. everyone answered by the last batch resubmitting. A
+        request that finds the server idle runs at once: waiting would only add latency
+        to a lone client, and whatever arrives meanwhile is batched next.
+        """
+        busy = time.monotonic() - self._last_batch_ended <= self.window_seconds
+        return self.window_seconds if busy else 0.0
 
     def _fail_running(self, failure: GenerationFailed) -> None:
         for job in list(self._running):
@@ -325,6 +338,7 @@ class Batcher:
             if self._observer is not None:
                 self._observer.batch_finished(len(outcome), steps * len(outcome), seconds)
         self.progress = Progress()
+        self._last_batch_ended = time.monotonic()
         self._finish(picked, jobs, outcome, interrupted)
 
     def _finish(self, picked, jobs, outcome, interrupted: bool) -> None:
