@@ -3,11 +3,10 @@ client that goes away frees its slot, and a failing pipeline call fails only its
 
 from __future__ import annotations
 
-import socket
 import json
+import socket
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
 import torch
 
 from .conftest import decode_png
