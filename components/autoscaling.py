@@ -12,10 +12,18 @@ ingress controller's request rate for this backend. Its threshold is high so tha
 only activates (0 -> 1) and never drives scale-out. Requests that arrive while no
 replica is ready get a 503 from the ingress; clients should retry.
 
+The default traefik query needs Traefik's `providers.kubernetesIngress.allowEmptyServices:
+true`: by default Traefik drops the router of a Service without ready endpoints, so at
+zero replicas requests get a 404 that is counted for no service, and the Deployment never
+wakes. nginx keeps the location and counts the 503 under the Ingress's labels. The
+component warns at `pulumi up` when it relies on the traefik default.
+
 Scale-down is slow and one pod at a time (a GPU replica is expensive to bring back).
 """
 
 from __future__ import annotations
+
+from typing import Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -24,6 +32,16 @@ from .inputs import AppConfig, Autoscaling
 from .meta import Names
 
 ACTIVATION_THRESHOLD_RPS = "1000"  # never reached: this trigger only activates
+TRAEFIK_EMPTY_SERVICES_WARNING = (
+    "autoscaling.min_replicas is 0 with the traefik ingress class and no "
+    "autoscaling.activation_query: the default wake-up query counts Traefik's requests for "
+    "the API's Service, which Traefik only routes (and counts) at zero replicas when its "
+    "Kubernetes Ingress provider runs with allowEmptyServices=true "
+    "(--providers.kubernetesingress.allowEmptyServices=true; Helm: "
+    "providers.kubernetesIngress.allowEmptyServices: true). Without it requests get a 404 "
+    "and the Deployment never scales up from zero: set that option, an activation_query, "
+    "or min_replicas >= 1."
+)
 
 
 def queue_query(names: Names) -> str:
@@ -37,6 +55,19 @@ def default_activation_query(app: AppConfig, names: Names) -> str:
     # Traefik names a Kubernetes Ingress backend `<namespace>-<service>-<port>@kubernetes`.
     selector = f'service=~"{names.namespace}-{names.service}-.*@kubernetes"'
     return f"sum(rate(traefik_service_requests_total{{{selector}}}[2m])) or vector(0)"
+
+
+def wake_up_warning(app: AppConfig) -> Optional[str]:
+    """The warning for a scale-to-zero setup whose wake-up depends on Traefik's settings."""
+    scaling = app.stable_diffusion.autoscaling
+    if (
+        scaling is not None
+        and scaling.min_replicas == 0
+        and scaling.activation_query is None
+        and app.ingress_http.class_name == "traefik"
+    ):
+        return TRAEFIK_EMPTY_SERVICES_WARNING
+    return None
 
 
 def triggers(app: AppConfig, names: Names, scaling: Autoscaling) -> list[dict]:
@@ -68,6 +99,9 @@ def scaled_object(app: AppConfig, names: Names, opts: pulumi.ResourceOptions):
     scaling = app.stable_diffusion.autoscaling
     if scaling is None:
         return None
+    warning = wake_up_warning(app)
+    if warning:
+        pulumi.log.warn(warning)
     return k8s.apiextensions.CustomResource(
         f"{names.base}-scaledobject",
         api_version="keda.sh/v1alpha1",

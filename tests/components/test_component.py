@@ -350,6 +350,34 @@ def test_scale_to_zero_adds_a_wake_up_trigger():
     assert "traefik_service_requests_total" in spec["triggers"][1]["metadata"]["query"]
 
 
+def _warnings(monkeypatch) -> list[str]:
+    import pulumi
+
+    seen: list[str] = []
+    monkeypatch.setattr(pulumi.log, "warn", lambda message, *args, **kwargs: seen.append(message))
+    return seen
+
+
+def test_scale_to_zero_on_traefik_warns_about_allow_empty_services(monkeypatch):
+    # Traefik drops the route of a Service without endpoints unless allowEmptyServices is
+    # on: at zero replicas no request is counted for the service and nothing wakes it.
+    seen = _warnings(monkeypatch)
+    run(with_sd(app(), autoscaling={"min_replicas": 0, "max_replicas": 3, "prometheus_url": PROM}))
+    assert any("allowEmptyServices" in w for w in seen), seen
+
+
+@pytest.mark.parametrize("ingress_http, autoscaling", [
+    ({"class_name": "nginx"}, {"min_replicas": 0}),
+    ({"class_name": "traefik"}, {"min_replicas": 0, "activation_query": "sum(up)"}),
+    ({"class_name": "traefik"}, {"min_replicas": 1}),
+])
+def test_no_wake_up_warning_when_it_does_not_depend_on_traefik(monkeypatch, ingress_http, autoscaling):
+    seen = _warnings(monkeypatch)
+    run(with_sd(app(ingress_http=ingress_http),
+                autoscaling={"max_replicas": 3, "prometheus_url": PROM, **autoscaling}))
+    assert not any("allowEmptyServices" in w for w in seen), seen
+
+
 def test_scale_to_zero_with_custom_activation_query():
     result = run(with_sd(app(), autoscaling={"min_replicas": 0, "max_replicas": 3, "prometheus_url": PROM,
                                             "activation_query": "sum(up)"}))
