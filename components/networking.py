@@ -38,10 +38,19 @@ NGINX = "nginx.ingress.kubernetes.io"
 TRAEFIK = "traefik.ingress.kubernetes.io"
 
 
+# pulumi-kubernetes' Service await waits (10 minutes by default) until the selected pods
+# are ready. The Service is created beside the Deployment, whose pods can need longer
+# than that on a first `pulumi up` (GPU node, multi-GB image, model download and load),
+# and with `min_replicas: 0` there are no pods at all, so any later update of the Service
+# would wait and fail. The Deployment's own await (30 minutes) already covers pod
+# readiness, so the Service is ready once it exists.
+SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
+
+
 def service(names: Names, opts: pulumi.ResourceOptions) -> k8s.core.v1.Service:
     return k8s.core.v1.Service(
         f"{names.base}-service",
-        metadata=names.metadata(names.service),
+        metadata=names.metadata(names.service, annotations=dict(SKIP_AWAIT)),
         spec={
             "type": "ClusterIP",
             "selector": names.selector_labels(),

@@ -259,6 +259,16 @@ def test_cluster_ip_service_with_stable_name():
                                        "app.kubernetes.io/instance": "stable-diffusion"}
 
 
+@pytest.mark.parametrize("autoscaling", [None, {"min_replicas": 0, "max_replicas": 2, "prometheus_url": PROM}])
+def test_service_does_not_wait_for_pods(autoscaling):
+    # pulumi-kubernetes waits up to 10 minutes for a Service's pods to be ready: longer
+    # than a first GPU rollout may take, and forever at zero replicas. The Deployment's
+    # own await (30 minutes) covers pod readiness.
+    config = app() if autoscaling is None else with_sd(app(), autoscaling=autoscaling)
+    svc = run(config).one("Service")
+    assert svc["metadata"]["annotations"]["pulumi.com/skipAwait"] == "true"
+
+
 def test_traefik_ingress_without_tls():
     ing = run(app(ingress_http={"host": "sd.example.com"})).one("Ingress")
     assert ing["spec"]["ingressClassName"] == "traefik"
