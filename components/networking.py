@@ -107,9 +107,14 @@ def ingress(app: AppConfig, names: Names, opts: pulumi.ResourceOptions) -> k8s.n
     secret_name = tls_secret_name(app, names)
     if secret_name:
         spec["tls"] = [{"hosts": [http.host], "secretName": secret_name}]
+    # pulumi-kubernetes waits (10 minutes) for the controller to publish an address in the
+    # Ingress status; controllers without a published service never do (Traefik charts
+    # before v33, NodePort/hostPort setups), which fails `pulumi up`. Only `external_api`
+    # without a configured host needs that address: with a host, do not wait for it.
+    annotations = {**(SKIP_AWAIT if http.host else {}), **ingress_annotations(app)}
     return k8s.networking.v1.Ingress(
         f"{names.base}-ingress",
-        metadata=names.metadata(names.base, annotations=ingress_annotations(app)),
+        metadata=names.metadata(names.base, annotations=annotations),
         spec=spec,
         opts=opts,
     )

@@ -269,10 +269,20 @@ def test_service_does_not_wait_for_pods(autoscaling):
     assert svc["metadata"]["annotations"]["pulumi.com/skipAwait"] == "true"
 
 
+def test_ingress_waits_for_a_published_address_only_without_a_host():
+    # The address is only needed for external_api when no host is configured; waiting
+    # for it fails `pulumi up` on controllers that publish none.
+    with_host = run(app(ingress_http={"host": "sd.example.com"})).one("Ingress")
+    assert with_host["metadata"]["annotations"]["pulumi.com/skipAwait"] == "true"
+    without_host = run(app()).one("Ingress")
+    assert "pulumi.com/skipAwait" not in without_host["metadata"]["annotations"]
+
+
 def test_traefik_ingress_without_tls():
     ing = run(app(ingress_http={"host": "sd.example.com"})).one("Ingress")
     assert ing["spec"]["ingressClassName"] == "traefik"
-    assert ing["metadata"]["annotations"] == {"traefik.ingress.kubernetes.io/router.entrypoints": "web"}
+    assert ing["metadata"]["annotations"] == {"traefik.ingress.kubernetes.io/router.entrypoints": "web",
+                                              "pulumi.com/skipAwait": "true"}
     rule = ing["spec"]["rules"][0]
     assert rule["host"] == "sd.example.com"
     assert rule["http"]["paths"][0]["backend"]["service"] == {"name": "stable-diffusion", "port": {"name": "http"}}
