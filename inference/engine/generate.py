@@ -8,6 +8,7 @@ the CPU, which also makes a seed give the same noise on a CPU and a GPU.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Literal
 
@@ -55,11 +56,27 @@ class GenerationInterrupted(Exception):
         self.images = images
 
 
+def pipeline_steps(key: BatchKey) -> int:
+    """`num_inference_steps` for the pipeline call.
+
+    img2img/inpaint run `int(steps * strength)` of them; where that is 0 (say 10 steps at
+    strength 0.05) diffusers fails, while A1111 still runs one step at the lowest noise
+    level. The schedule is stretched just enough for one step to remain, which is that.
+    """
+    strength = key.denoising_strength
+    if key.kind == "txt2img" or strength is None or strength <= 0:
+        return key.steps
+    steps = max(key.steps, math.ceil(1 / strength))
+    while int(steps * strength) < 1:  # float rounding at the boundary
+        steps += 1
+    return steps
+
+
 def effective_steps(key: BatchKey) -> int:
     """Denoising steps actually run: img2img/inpaint skip the first (1 - strength)."""
     if key.kind == "txt2img" or key.denoising_strength is None:
         return key.steps
-    return max(1, int(key.steps * key.denoising_strength))
+    return max(1, int(pipeline_steps(key) * key.denoising_strength))
 
 
 def run_batch(
@@ -88,7 +105,7 @@ def run_batch(
     arguments = dict(
         prompt=[t.prompt for t in tasks],
         negative_prompt=[t.negative_prompt for t in tasks],
-        num_inference_steps=key.steps,
+        num_inference_steps=pipeline_steps(key),
         guidance_scale=key.cfg_scale,
         generator=[torch.Generator("cpu").manual_seed(t.seed) for t in tasks],
         callback_on_step_end=step_end,

@@ -40,7 +40,9 @@ SAMPLERS: tuple[Sampler, ...] = (
     Sampler("DPM2", "KDPM2DiscreteScheduler", aliases=("k_dpm_2",)),
     Sampler("DPM2 a", "KDPM2AncestralDiscreteScheduler", aliases=("k_dpm_2_a",)),
     Sampler("DDIM", "DDIMScheduler", aliases=("ddim",)),
-    Sampler("PNDM", "PNDMScheduler", aliases=("PLMS", "plms", "pndm")),
+    # A1111's PLMS: the linear multistep part of PNDM alone, as SD 1.x ships it. With the
+    # Runge-Kutta warm-up (diffusers' default) it needs at least 4 steps and runs ~3x more.
+    Sampler("PNDM", "PNDMScheduler", {"skip_prk_steps": True}, aliases=("PLMS", "plms", "pndm")),
     Sampler("UniPC", "UniPCMultistepScheduler", aliases=("unipc",)),
     Sampler("DEIS", "DEISMultistepScheduler", aliases=("deis",)),
     Sampler("LCM", "LCMScheduler", aliases=("lcm",)),
