@@ -7,8 +7,12 @@ headers or settings, so no credential or token can leak into an error body.
 from __future__ import annotations
 
 import logging
+import math
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -25,7 +29,24 @@ def error_response(status: int, kind: str, detail: str, headers: dict[str, str] 
     return JSONResponse({"error": kind, "detail": detail, "body": None, "errors": None}, status_code=status, headers=headers)
 
 
+def _json_safe(value: Any) -> Any:
+    """NaN and infinity (which Python's JSON parser accepts) as strings: JSON has no such numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    return value
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        # FastAPI's own 422 body; its default handler fails (a 500) when the offending
+        # input is `NaN` or `Infinity`, which it echoes back.
+        return JSONResponse({"detail": _json_safe(jsonable_encoder(error.errors()))}, status_code=422)
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         return error_response(error.status_code, "HTTPException", str(error.detail), getattr(error, "headers", None))

@@ -9,11 +9,44 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 
-class GenerationRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+def _request_keys(model: type[BaseModel]) -> dict[str, str]:
+    """Every key a client may send (field names and aliases) -> the field's name."""
+    keys = {}
+    for name, info in model.model_fields.items():
+        keys[name] = name
+        alias = info.validation_alias
+        for choice in alias.choices if isinstance(alias, AliasChoices) else ([alias] if alias else []):
+            if isinstance(choice, str):
+                keys[choice] = name
+    return keys
+
+
+class NullMeansDefault(BaseModel):
+    """A1111 declares every generation field Optional: `"seed": null`, `"styles": null` or
+    `"init_images": null` are accepted and mean the default. Here too, instead of a 422."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_nulls(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        keys = _request_keys(cls)
+        fields = cls.model_fields
+        return {
+            key: value
+            for key, value in data.items()
+            if value is not None
+            or key not in keys
+            or (fields[keys[key]].default is None and fields[keys[key]].default_factory is None)
+        }
+
+
+class GenerationRequest(NullMeansDefault):
+    # NaN and infinity pass `ge`/`le` checks and would fail later, as a 500.
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, allow_inf_nan=False)
 
     prompt: str = Field("", description="what to draw")
     negative_prompt: str = Field("", description="what to avoid")

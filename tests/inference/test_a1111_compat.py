@@ -35,3 +35,34 @@ def test_plms_works_with_few_steps(tiny, init_image, route, steps):
     response = tiny.post(f"/sdapi/v1/{route}", json=body)
     assert response.status_code == 200, response.text
     assert info_of(response)["sampler_name"] == "PNDM"
+
+
+@pytest.mark.parametrize("field", ["cfg_scale", "subseed_strength", "eta", "denoising_strength"])
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_numbers_are_a_422_naming_the_field(tiny, field, value):
+    # Python's JSON parser (and so FastAPI's) accepts NaN/Infinity; echoing them back failed.
+    content = '{"prompt": "p", "width": 64, "height": 64, "steps": 2, "%s": %s}' % (field, value)
+    response = tiny.post("/sdapi/v1/txt2img", content=content, headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert field in error_text(response)
+
+
+def test_null_means_the_default_as_in_a1111(tiny):
+    # A1111 declares every generation field Optional; clients that serialise unset fields
+    # as null (generated clients, the /docs page) must not get a 422.
+    body = {
+        "prompt": "p", **SMALL, "styles": None, "seed": None, "subseed": None, "negative_prompt": None,
+        "override_settings": None, "script_args": None, "alwayson_scripts": None, "batch_size": None,
+        "n_iter": None, "cfg_scale": None, "sampler_name": None, "send_images": None, "restore_faces": None,
+    }
+    response = tiny.post("/sdapi/v1/txt2img", json=body)
+    assert response.status_code == 200, response.text
+    info = info_of(response)
+    assert info["cfg_scale"] == 7.0 and info["styles"] == [] and 0 <= info["seed"] < 2**32
+    assert len(response.json()["images"]) == 1
+    assert tiny.post("/sdapi/v1/txt2img", json={"prompt": "p", **SMALL, "cfgScale": None}).status_code == 200
+
+
+def test_img2img_with_null_init_images_is_a1111s_404(tiny):
+    response = tiny.post("/sdapi/v1/img2img", json={"prompt": "p", **SMALL, "init_images": None})
+    assert response.status_code == 404 and "Init image not found" in error_text(response)
