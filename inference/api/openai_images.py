@@ -23,7 +23,7 @@ from ..engine.registry import UnknownModelError
 from ..serving.batcher import GenerationFailed, QueueFull, ShuttingDown
 from .dependencies import GenerationServiceDep, RuntimeDep
 from .generation import field_error
-from .schemas import Txt2ImgRequest
+from .schemas import NullMeansDefault, Txt2ImgRequest
 
 # Names OpenAI clients send by default; they select this server's model, as any client
 # written for OpenAI would otherwise need code changes.
@@ -50,13 +50,7 @@ class OpenAIErrorRoute(APIRoute):
             try:
                 return await handler(request)
             except RequestValidationError as error:
-                first = error.errors()[0]
-                location = [str(part) for part in first.get("loc", ()) if part != "body"]
-                param = _PARAM_NAMES.get(location[0], location[0]) if location else None
-                message = first.get("msg", "invalid request")
-                if location and not message.startswith(location[0]):
-                    message = f"{'.'.join(location)}: {message}"
-                return openai_error(400, message, kind="invalid_request_error", param=param)
+                return _validation_error(error.errors()[0])
             except HTTPException as error:
                 kind = "invalid_request_error" if error.status_code < 500 else "server_error"
                 return openai_error(error.status_code, str(error.detail), kind=kind, headers=error.headers)
@@ -71,11 +65,31 @@ class OpenAIErrorRoute(APIRoute):
         return handle
 
 
+def _validation_error(first: dict) -> JSONResponse:
+    """A 400 naming the field as the client sent it (`n`, `size`), not our own names."""
+    if first.get("type") == "json_invalid":
+        return openai_error(400, "We could not parse the JSON body of your request: it is not valid JSON.",
+                            kind="invalid_request_error")
+    location = [str(part) for part in first.get("loc", ()) if part != "body"]
+    message = first.get("msg", "invalid request")
+    if not location or not location[0].isidentifier():  # the body itself is wrong (not an object)
+        return openai_error(400, f"the request body is invalid: {message}", kind="invalid_request_error")
+    ours = location[0]
+    param = _PARAM_NAMES.get(ours, ours)
+    path = ".".join([param, *location[1:]])
+    if message.startswith(f"{ours}: "):
+        message = message[len(ours) + 2:]
+    if ours in ("width", "height"):  # size: "width must be a multiple of 8"
+        message = f"{ours} {message}"
+    return openai_error(400, f"{path}: {message}", kind="invalid_request_error", param=param)
+
+
 router = APIRouter(prefix="/v1", tags=["OpenAI images"], route_class=OpenAIErrorRoute)
 
 
-class ImageGenerationRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class ImageGenerationRequest(NullMeansDefault):
+    # OpenAI's optional fields are nullable (`"n": null` is n=1); NaN would fail later as a 500.
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
     prompt: str = Field(min_length=1, description="what to draw")
     model: str | None = Field(None, description="this server's model id (GET /v1/models) or an OpenAI image model name")
@@ -181,4 +195,4 @@ async def get_model(model_id: str, runtime: RuntimeDep) -> dict[str, Any]:
     try:
         return _model_entry(runtime.registry.resolve(model_id))
     except UnknownModelError as error:
-        raise HTTPException(404, str(error)) from None
+        return openai_error(404, str(error), kind="invalid_request_error", param="model", code="model_not_found")

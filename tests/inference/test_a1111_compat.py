@@ -66,3 +66,45 @@ def test_null_means_the_default_as_in_a1111(tiny):
 def test_img2img_with_null_init_images_is_a1111s_404(tiny):
     response = tiny.post("/sdapi/v1/img2img", json={"prompt": "p", **SMALL, "init_images": None})
     assert response.status_code == 404 and "Init image not found" in error_text(response)
+
+
+# -- OpenAI images -------------------------------------------------------------------
+
+
+def test_openai_errors_name_the_field_the_client_sent(tiny):
+    too_many = tiny.post("/v1/images/generations", json={"prompt": "p", "size": "64x64", "n": 5})
+    assert too_many.status_code == 400
+    error = too_many.json()["error"]
+    assert error["param"] == "n" and error["message"].startswith("n: ") and "batch_size" not in error["message"]
+
+    odd = tiny.post("/v1/images/generations", json={"prompt": "p", "size": "65x64"}).json()["error"]
+    assert odd["param"] == "size" and odd["message"].startswith("size: ")
+
+
+def test_openai_malformed_json_is_a_400_without_a_bogus_param(tiny):
+    response = tiny.post("/v1/images/generations", content="{not json", headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["param"] is None and "JSON" in error["message"]
+    not_an_object = tiny.post("/v1/images/generations", json=[1, 2]).json()["error"]
+    assert not_an_object["param"] is None
+
+
+def test_openai_nullable_fields_accept_null(tiny):
+    body = {"prompt": "p", "size": "64x64", "n": None, "quality": None, "style": None, "user": None,
+            "response_format": None, "steps": 2}
+    response = tiny.post("/v1/images/generations", json=body)
+    assert response.status_code == 200, response.text
+    assert len(response.json()["data"]) == 1 and response.json()["data"][0]["b64_json"]
+
+
+def test_openai_non_finite_number_is_a_400(tiny):
+    content = json.dumps({"prompt": "p", "size": "64x64", "cfg_scale": float("nan")})
+    response = tiny.post("/v1/images/generations", content=content, headers={"content-type": "application/json"})
+    assert response.status_code == 400 and response.json()["error"]["param"] == "cfg_scale"
+
+
+def test_openai_unknown_model_is_model_not_found(tiny):
+    response = tiny.get("/v1/models/no-such-model")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "model_not_found" and response.json()["error"]["param"] == "model"
