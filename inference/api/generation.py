@@ -176,6 +176,8 @@ class GenerationService:
 
     async def generate(self, req: GenerationRequest, request: Request) -> GenerationResponse:
         model = await self._model_for(req)
+        if req.override_settings and not req.override_settings_restore_afterwards:
+            self._keep_overrides(req, model, request)
         prepared = self.prepare(req, model)
         result = await submit_watching_disconnect(self.runtime, prepared, request)
         # Interrupted: A1111 answers 200 with the images made so far (possibly none).
@@ -183,6 +185,18 @@ class GenerationService:
         if req.save_images and self.history is not None:
             self._remember(req, model, prepared, result.images, response)
         return response
+
+    def _keep_overrides(self, req: GenerationRequest, model: LoadedModel, request: Request) -> None:
+        """`override_settings_restore_afterwards: false`: as in A1111, the overrides stay
+        set after this request (the checkpoint becomes the current one, other options are
+        what GET /sdapi/v1/options reports)."""
+        from .sdapi import get_state  # sdapi imports this module
+
+        if req.override_settings.get("sd_model_checkpoint"):
+            self.runtime.current_model = model.name
+        get_state(request).stored_options.update(
+            {k: v for k, v in req.override_settings.items() if k not in ("sd_model_checkpoint", "sd_checkpoint_hash")}
+        )
 
     def _remember(self, req, model, prepared: Prepared, images: list[Image.Image], response: GenerationResponse) -> None:
         encoded = response.images

@@ -152,3 +152,22 @@ def test_unknown_checkpoints_are_4xx_naming_them(served):
     openai = client.post("/v1/images/generations", json={"model": "nope/model", "prompt": "x", "size": "64x64"})
     assert openai.status_code == 400 and openai.json()["error"]["param"] == "model"
     assert client.get("/v1/models/nope").status_code == 404
+
+
+def test_overrides_stay_set_when_restore_afterwards_is_false(served):
+    # A1111: with override_settings_restore_afterwards false, the overrides are not undone
+    # after the request: the checkpoint becomes the current one, options keep the values.
+    client, _, _ = served
+    try:
+        overrides = {"sd_model_checkpoint": "builtin:tiny-sdxl", "CLIP_stop_at_last_layers": 2}
+        kept = _txt2img(client, "a boat", override_settings=overrides, override_settings_restore_afterwards=False)
+        assert kept.status_code == 200, kept.text
+        assert info_of(kept)["sd_model_name"] == "builtin:tiny-sdxl"
+        options = client.get("/sdapi/v1/options").json()
+        assert options["sd_model_checkpoint"] == "builtin:tiny-sdxl" and options["CLIP_stop_at_last_layers"] == 2
+        assert info_of(_txt2img(client, "a boat"))["sd_model_name"] == "builtin:tiny-sdxl"
+        # The default (restore afterwards) still leaves the current checkpoint alone.
+        _txt2img(client, "a boat", override_settings={"sd_model_checkpoint": "builtin:tiny"})
+        assert client.get("/sdapi/v1/options").json()["sd_model_checkpoint"] == "builtin:tiny-sdxl"
+    finally:
+        client.post("/sdapi/v1/options", json={"sd_model_checkpoint": "builtin:tiny", "CLIP_stop_at_last_layers": 1})
