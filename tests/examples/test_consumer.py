@@ -123,3 +123,22 @@ def test_consumer_objects_pass_kubernetes_validate_strict(app_stack):
     assert sorted(obj["kind"] for obj in objects) == ["Job", "Namespace", "Secret"]
     for obj in objects:
         kubernetes_validate.validate(obj, TARGET_K8S, strict=True)  # raises on any violation
+
+
+def test_the_app_dev_stack_admits_the_consumer_dev_namespace():
+    """The render Job's traffic passes the app's NetworkPolicy in the shipped dev stacks."""
+    import yaml
+
+    consumer_config = yaml.safe_load((CONSUMER_DIR / "Pulumi.dev.yaml").read_text())["config"]
+    consumer_namespace = consumer_config[f"{PROJECT}:namespace"]
+    config, secret_keys = mock_engine.stack_config(REPO / "Pulumi.dev.yaml")
+    policy = mock_engine.run(app_program, config, secret_keys, mocks=RandomPasswordMocks()).one("NetworkPolicy")
+    admitted = {
+        namespace
+        for rule in policy["spec"]["ingress"]
+        for peer in rule["from"]
+        for expression in peer.get("namespaceSelector", {}).get("matchExpressions", [])
+        if expression["key"] == "kubernetes.io/metadata.name" and expression["operator"] == "In"
+        for namespace in expression["values"]
+    }
+    assert consumer_namespace in admitted
