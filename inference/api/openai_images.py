@@ -99,6 +99,7 @@ class ImageGenerationRequest(NullMeansDefault):
     quality: str | None = None
     style: str | None = None
     user: str | None = None
+    stream: bool | None = Field(None, description="streaming (partial images) is not supported: false or omitted")
     negative_prompt: str = ""
     steps: int | None = Field(None, ge=1)
     cfg_scale: float | None = Field(None, ge=0, le=50)
@@ -136,6 +137,10 @@ def _size(value: str | None) -> tuple[int | None, int | None]:
 async def generate_images(
     body: ImageGenerationRequest, request: Request, runtime: RuntimeDep, service: GenerationServiceDep
 ) -> ImagesResponse:
+    if body.stream:
+        # Answering JSON to a client that waits for server-sent events would look like an
+        # empty stream, not an error.
+        raise field_error("stream", "streaming is not supported by this server; omit stream or set it to false", True)
     runtime.require_started()
     fields: dict[str, Any] = {}
     if body.model and body.model not in OPENAI_MODEL_NAMES:  # OpenAI's own names mean "the current one"

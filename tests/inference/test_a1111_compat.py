@@ -108,3 +108,10 @@ def test_openai_unknown_model_is_model_not_found(tiny):
     response = tiny.get("/v1/models/no-such-model")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "model_not_found" and response.json()["error"]["param"] == "model"
+
+
+def test_openai_stream_is_refused_rather_than_answered_as_json(tiny):
+    response = tiny.post("/v1/images/generations", json={"prompt": "p", "size": "64x64", "stream": True})
+    assert response.status_code == 400 and response.json()["error"]["param"] == "stream"
+    plain = tiny.post("/v1/images/generations", json={"prompt": "p", "size": "64x64", "stream": False, "steps": 2})
+    assert plain.status_code == 200, plain.text
