@@ -17,7 +17,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..engine.registry import UnknownModelError
 from ..serving.batcher import GenerationFailed, QueueFull, ShuttingDown
@@ -157,7 +157,11 @@ async def generate_images(
         fields["steps"] = body.steps
     if body.cfg_scale is not None:
         fields["cfg_scale"] = body.cfg_scale
-    result = await service.generate(Txt2ImgRequest(**fields), request)
+    try:
+        txt2img = Txt2ImgRequest(**fields)
+    except ValidationError as error:  # e.g. size 0x0: a 400 naming size, not a 500
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in error.errors()]) from None
+    result = await service.generate(txt2img, request)
     if body.response_format == "url":
         store = request.app.state.image_urls
         data = [

@@ -115,3 +115,10 @@ def test_openai_stream_is_refused_rather_than_answered_as_json(tiny):
     assert response.status_code == 400 and response.json()["error"]["param"] == "stream"
     plain = tiny.post("/v1/images/generations", json={"prompt": "p", "size": "64x64", "stream": False, "steps": 2})
     assert plain.status_code == 200, plain.text
+
+
+@pytest.mark.parametrize("size", ["0x0", "4x64", "64x0"])
+def test_openai_tiny_size_is_a_400_naming_size(tiny, size):
+    response = tiny.post("/v1/images/generations", json={"prompt": "p", "size": size})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == "size"
