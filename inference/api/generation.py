@@ -120,8 +120,6 @@ class GenerationService:
             mask = self._mask(req, width, height)
             kind = "inpaint" if mask is not None else "img2img"
             strength = req.denoising_strength
-            if strength <= 0:
-                raise field_error("denoising_strength", "must be greater than 0 for img2img", strength)
 
         key = BatchKey(
             model=model.name,

@@ -72,6 +72,23 @@ def pipeline_steps(key: BatchKey) -> int:
     return steps
 
 
+def pipeline_strength(key: BatchKey) -> float:
+    """`strength` for an img2img/inpaint pipeline call.
+
+    A1111 at denoising strength 0 still runs the last step of the schedule (the lowest
+    noise level), which gives back nearly the init image; StableStudio sends 0 when its
+    image weight is 1. diffusers needs `int(steps * strength) >= 1` for that one step.
+    """
+    strength = key.denoising_strength or 0.0
+    if strength > 0:
+        return strength
+    steps = pipeline_steps(key)
+    strength = 1 / steps
+    while int(steps * strength) < 1:  # float rounding at the boundary
+        strength = math.nextafter(strength, 2.0)
+    return strength
+
+
 def effective_steps(key: BatchKey) -> int:
     """Denoising steps actually run: img2img/inpaint skip the first (1 - strength)."""
     if key.kind == "txt2img" or key.denoising_strength is None:
@@ -114,7 +131,7 @@ def run_batch(
     if key.kind == "txt2img":
         arguments.update(width=key.width, height=key.height)
     else:
-        arguments.update(image=[t.init_image for t in tasks], strength=key.denoising_strength)
+        arguments.update(image=[t.init_image for t in tasks], strength=pipeline_strength(key))
     if key.kind == "inpaint":
         arguments.update(mask_image=[t.mask for t in tasks], width=key.width, height=key.height)
     with torch.inference_mode():

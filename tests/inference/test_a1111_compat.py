@@ -8,7 +8,7 @@ import json
 import pytest
 from PIL import Image
 
-from .conftest import error_text, info_of, png_b64
+from .conftest import decode_png, error_text, info_of, png_b64
 
 SMALL = {"width": 64, "height": 64, "steps": 2}
 
@@ -26,6 +26,18 @@ def test_img2img_with_fewer_than_one_denoising_step_still_runs_one(tiny, init_im
     assert response.status_code == 200, response.text
     assert len(response.json()["images"]) == 1
     assert info_of(response)["steps"] == steps  # reported as requested, as A1111 does
+
+
+@pytest.mark.parametrize("steps", [1, 3, 20])
+def test_img2img_at_strength_0_runs_the_last_step_of_the_schedule(tiny, init_image, steps):
+    # StableStudio sends 0 at image weight 1; A1111 then runs only the lowest-noise step,
+    # which is what strength 1/steps selects: the same pixels, with 0 on record.
+    body = {"prompt": "p", **SMALL, "steps": steps, "seed": 5, "init_images": [init_image]}
+    at_zero = tiny.post("/sdapi/v1/img2img", json={**body, "denoising_strength": 0})
+    assert at_zero.status_code == 200, at_zero.text
+    assert info_of(at_zero)["denoising_strength"] == 0
+    last_step = tiny.post("/sdapi/v1/img2img", json={**body, "denoising_strength": 1 / steps})
+    assert decode_png(at_zero.json()["images"][0]).tobytes() == decode_png(last_step.json()["images"][0]).tobytes()
 
 
 @pytest.mark.parametrize("route", ["txt2img", "img2img"])

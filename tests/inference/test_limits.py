@@ -34,7 +34,7 @@ CASES = [
     ("img2img", {"init_images": ["data:image/png;base64,"]}, 422, "init_images"),
     ("img2img", {"init_images": ["PLACEHOLDER"], "mask": "bad!"}, 422, "mask"),
     ("img2img", {"init_images": ["PLACEHOLDER"], "denoising_strength": 1.5}, 422, "denoising_strength"),
-    ("img2img", {"init_images": ["PLACEHOLDER"], "denoising_strength": 0}, 422, "denoising_strength"),
+    ("img2img", {"init_images": ["PLACEHOLDER"], "denoising_strength": -0.1}, 422, "denoising_strength"),
     ("img2img", {"init_images": []}, 404, "Init image not found"),
     ("img2img", {}, 404, "Init image not found"),
 ]
