@@ -51,7 +51,8 @@ def test_concurrent_requests_are_batched_and_match_images_made_alone(cache_dir):
             responses = [future.result() for future in batched]
             assert blocker.result().status_code == 200
 
-        assert gate.calls[-1] == PROMPTS, "the three requests ran as one pipeline call"
+        # Their order inside the call is their arrival order, which the client threads race for.
+        assert sorted(gate.calls[-1]) == sorted(PROMPTS), "the three requests ran as one pipeline call"
         assert [_pixels(r) for r in responses] == alone
         assert [info_of(r)["seed"] for r in responses] == SEEDS
         # /metrics saw it too: four calls of one image (three alone, the blocker), one of three.
