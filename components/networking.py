@@ -138,28 +138,33 @@ def allowed_namespaces(app: AppConfig) -> list[str]:
     return sorted(set(namespaces))
 
 
+def from_namespaces_only(pod_labels: dict[str, str], namespaces: list[str], port: int) -> dict:
+    """A NetworkPolicy spec: the selected pods' `port` is reachable from `namespaces` only."""
+    return {
+        "podSelector": {"matchLabels": pod_labels},
+        "policyTypes": ["Ingress"],
+        "ingress": [{
+            "from": [{
+                "namespaceSelector": {
+                    "matchExpressions": [{
+                        "key": "kubernetes.io/metadata.name",
+                        "operator": "In",
+                        "values": namespaces,
+                    }]
+                }
+            }],
+            "ports": [{"port": port, "protocol": "TCP"}],
+        }],
+    }
+
+
 def network_policy(app: AppConfig, names: Names, opts: pulumi.ResourceOptions):
     if not app.network_policy.enabled:
         return None
     return k8s.networking.v1.NetworkPolicy(
         f"{names.base}-netpol",
         metadata=names.metadata(names.base),
-        spec={
-            "podSelector": {"matchLabels": names.selector_labels()},
-            "policyTypes": ["Ingress"],
-            "ingress": [{
-                "from": [{
-                    "namespaceSelector": {
-                        "matchExpressions": [{
-                            "key": "kubernetes.io/metadata.name",
-                            "operator": "In",
-                            "values": allowed_namespaces(app),
-                        }]
-                    }
-                }],
-                "ports": [{"port": PORT, "protocol": "TCP"}],
-            }],
-        },
+        spec=from_namespaces_only(names.selector_labels(), allowed_namespaces(app), PORT),
         opts=opts,
     )
 

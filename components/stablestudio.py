@@ -26,6 +26,7 @@ import pulumi_kubernetes as k8s
 
 from .inputs import AppConfig
 from .meta import PORT_NAME, Names
+from .networking import from_namespaces_only
 from .workload import pod_security_context, security_context
 
 COMPONENT = "stablestudio"
@@ -114,21 +115,8 @@ def network_policy(app: AppConfig, names: Names, opts: pulumi.ResourceOptions):
     return k8s.networking.v1.NetworkPolicy(
         f"{names.base}-stablestudio-netpol",
         metadata=names.metadata(names.stablestudio, COMPONENT),
-        spec={
-            "podSelector": {"matchLabels": names.stablestudio_selector_labels()},
-            "policyTypes": ["Ingress"],
-            "ingress": [{
-                "from": [{
-                    "namespaceSelector": {
-                        "matchExpressions": [{
-                            "key": "kubernetes.io/metadata.name",
-                            "operator": "In",
-                            "values": [app.ingress_http.ingress_controller_namespace],
-                        }]
-                    }
-                }],
-                "ports": [{"port": app.stablestudio.port, "protocol": "TCP"}],
-            }],
-        },
+        spec=from_namespaces_only(
+            names.stablestudio_selector_labels(), [app.ingress_http.ingress_controller_namespace], app.stablestudio.port
+        ),
         opts=opts,
     )
