@@ -51,7 +51,9 @@ class AppConfigError(ValueError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # `pulumi config set --path app.image.tag 2` stores an all-digit value as a number; a
+    # text field (tag, revision, namespace, ...) takes it as the text the user typed.
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
 
 
 # --- secrets -----------------------------------------------------------------------------

@@ -137,6 +137,16 @@ def test_prebuilt_image_by_digest():
     assert isinstance(app.image, PrebuiltImage) and app.image.reference == f"ghcr.io/acme/sd@{digest}"
 
 
+def test_all_digit_text_values_set_by_pulumi_config_path_are_taken_as_text():
+    # `pulumi config set --path 'app.image.tag' 2` stores the number 2, not the text "2".
+    config = helpers.with_model(
+        helpers.app(image={"repository": "ghcr.io/acme/sd", "tag": 2}), revision=71153311
+    )
+    app = parse_app_config(config)
+    assert app.image.reference == "ghcr.io/acme/sd:2"
+    assert app.stable_diffusion.hugging_face_model.revision == "71153311"
+
+
 def test_custom_preset_replaces_builtin_of_same_name():
     app = parse_app_config(helpers.app(presets={"gpu-l4-x1": {"gpu_count": 2, "cpu": "14", "memory": "56Gi",
                                                               "gpu_product": "NVIDIA-L4"}}))
