@@ -189,8 +189,16 @@ class Batcher:
         return len(self._waiting)
 
     def interrupt(self) -> None:
-        """Stop the running batch after its current step (A1111 `interrupt`)."""
+        """Stop the running batch after its current step (A1111 `interrupt`).
+
+        The requests in that batch are the ones stopped: each is answered with the images
+        it has, and a request split across several batches gets no further batch. That
+        holds even when the pipeline call is past its last step (decoding) and so returns
+        normally; requests still waiting in the queue are not touched.
+        """
         if self._running:
+            for job in self._running:
+                job.interrupted = True
             self._interrupt.set()
 
     async def submit(self, key: BatchKey, tasks: list[ImageTask]) -> JobResult:
@@ -356,7 +364,7 @@ class Batcher:
                 continue
             if isinstance(outcome, BaseException):
                 self._complete(job, failure)
-            elif interrupted:
+            elif interrupted or (job.interrupted and job.finished_tasks < len(job.tasks)):
                 job.interrupted = True
                 # A1111 returns what was made when interrupted; the job's other images are dropped.
                 self._complete(job, JobResult([img for img in job.results if img is not None], interrupted=True))

@@ -1,0 +1,115 @@
+"""Races between the batcher's worker and its clients (interrupt, disconnect), on the
+Batcher alone: a scripted runner stands in for the pipeline and holds each call at a
+threading.Event, so every interleaving here is forced, never timed."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from inference.engine.generate import BatchKey, GenerationInterrupted, ImageTask
+from inference.engine.samplers import resolve
+from inference.serving.batcher import Batcher
+
+KEY = BatchKey(model="m", kind="txt2img", width=64, height=64, steps=3, sampler=resolve(None, None), cfg_scale=7.0)
+OTHER_KEY = BatchKey(model="m", kind="txt2img", width=72, height=64, steps=3, sampler=resolve(None, None), cfg_scale=7.0)
+HANG_S = 60  # a hang detector, not a performance assertion
+
+
+def _tasks(*prompts: str) -> list[ImageTask]:
+    return [ImageTask(prompt=prompt, negative_prompt="", seed=0) for prompt in prompts]
+
+
+class Observer:
+    def __init__(self):
+        self.images = 0
+        self.depths: list[int] = []
+
+    def batch_started(self, size):
+        pass
+
+    def batch_finished(self, size, steps, seconds):
+        self.images += size
+
+    def batch_failed(self, size, kind):
+        pass
+
+    def queue_changed(self, depth, waiting, running):
+        self.depths.append(depth)
+
+
+class ScriptedRunner:
+    """Runs every denoising step (asking `on_step` whether to stop, as the pipeline does),
+    then holds the call, as a pipeline does while it decodes the images, until the test
+    lets it through (`let_one_through`) or opens the way for good (`open`).
+
+    `fault(tasks)` may raise before the steps (out of memory). Images stand in as prompts."""
+
+    def __init__(self, fault=None):
+        self.calls: list[list[str]] = []
+        self.holding = threading.Event()  # set while a call is held
+        self._permits = threading.Semaphore(0)
+        self._open = threading.Event()
+        self._fault = fault
+
+    def let_one_through(self) -> None:
+        self._permits.release()
+
+    def open(self) -> None:
+        self._open.set()
+        self._permits.release(1000)
+
+    def __call__(self, key, tasks, on_step):
+        self.calls.append([task.prompt for task in tasks])
+        if self._fault is not None:
+            self._fault(tasks)
+        stopped = False
+        for step in range(1, key.steps + 1):
+            if on_step(step, key.steps):
+                stopped = True
+                break
+        if not self._open.is_set():
+            self.holding.set()
+            if not self._permits.acquire(timeout=HANG_S):
+                raise TimeoutError("the test never let the call through")
+            self.holding.clear()
+        images = [task.prompt for task in tasks]
+        if stopped:
+            raise GenerationInterrupted(images)
+        return images
+
+
+async def _until(condition, what: str) -> None:
+    for _ in range(HANG_S * 100):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_an_interrupt_after_the_last_step_still_stops_the_job_but_not_the_queue():
+    # A request of 4 images runs as two batches of 2. The interrupt comes while the
+    # first call is past its last step (decoding): that call ends normally, but the
+    # request must still stop there (A1111: interrupt stops the current job), while the
+    # request queued behind it, not running when the interrupt came, runs untouched.
+    async def scenario():
+        runner = ScriptedRunner()
+        batcher = Batcher(runner, max_batch_size=2, window_seconds=0, queue_size=4)
+        batcher.start()
+        big = asyncio.ensure_future(batcher.submit(KEY, _tasks("a", "b", "c", "d")))
+        await _until(runner.holding.is_set, "the first call to finish its steps")
+        queued = asyncio.ensure_future(batcher.submit(OTHER_KEY, _tasks("queued")))
+        await _until(lambda: batcher.waiting == 2, "the second request to be queued")
+        batcher.interrupt()
+        runner.open()
+        big_result = await asyncio.wait_for(big, HANG_S)
+        queued_result = await asyncio.wait_for(queued, HANG_S)
+        depth = batcher.depth
+        await batcher.close()
+        return runner.calls, big_result, queued_result, depth
+
+    calls, big, queued, depth = asyncio.run(scenario())
+    assert big.interrupted and big.images == ["a", "b"], "the interrupted request keeps what was made"
+    assert not queued.interrupted and queued.images == ["queued"]
+    assert calls == [["a", "b"], ["queued"]], "the interrupted request got no further batch"
+    assert depth == 0
