@@ -329,7 +329,7 @@ class Batcher:
         outcome: list[Image.Image] | BaseException
         interrupted = False
         try:
-            outcome = await asyncio.to_thread(self._run_with_retries, key, [job.tasks[i] for job, i in picked])
+            outcome = await asyncio.to_thread(self._run_with_retries, key, picked)
         except GenerationInterrupted as stop:
             outcome, interrupted = stop.images, True
         except Exception as error:  # the batch fails, the server goes on
@@ -344,7 +344,8 @@ class Batcher:
             # progress, e.g. a wrapped runner in tests), else as far as the batch got.
             steps = self.progress.step if interrupted else effective_steps(key)
             if self._observer is not None:
-                self._observer.batch_finished(len(outcome), steps * len(outcome), seconds)
+                made = sum(image is not None for image in outcome)
+                self._observer.batch_finished(made, steps * made, seconds)
         self.progress = Progress()
         self._last_batch_ended = time.monotonic()
         self._finish(picked, jobs, outcome, interrupted)
@@ -356,6 +357,8 @@ class Batcher:
                 log.error("generation failed: %r", outcome, exc_info=outcome)
         if not isinstance(outcome, BaseException):
             for (job, index), image in zip(picked, outcome):
+                if image is None:
+                    continue  # left out of an out-of-memory retry: its request was cancelled
                 job.results[index] = image
                 job.finished_tasks += 1
         for job in jobs:
@@ -398,25 +401,46 @@ class Batcher:
             )
         return GenerationFailed(f"generation failed: {type(error).__name__}", status=500)
 
-    def _run_with_retries(self, key: BatchKey, tasks: list[ImageTask]) -> list[Image.Image]:
-        """Runs on the worker thread. On OOM, halves the batch until one image fits."""
+    def _run_with_retries(self, key: BatchKey, picked: list[tuple[_Job, int]]) -> list[Image.Image | None]:
+        """Runs on the worker thread. On OOM, halves the batch until one image fits.
+
+        The result lines up with `picked`. A retry leaves out the images of requests
+        cancelled meanwhile (their clients are gone; their places hold None), so a
+        disconnect during a retry stops that request's work as it does in the queue.
+        """
         try:
-            return self._run(key, tasks, self._on_step)
+            return list(self._run(key, [job.tasks[i] for job, i in picked], self._on_step))
         except GenerationInterrupted:
             raise
         except Exception as error:
-            if not is_out_of_memory(error) or len(tasks) == 1:
+            if not is_out_of_memory(error) or len(picked) == 1:
                 raise
-            log.warning("out of memory at batch size %d; retrying in halves", len(tasks))
+            log.warning("out of memory at batch size %d; retrying in halves", len(picked))
             _free_accelerator_memory()
-            half = len(tasks) // 2
-            first = self._run_with_retries(key, tasks[:half])
+            half = len(picked) // 2
+            first = self._retry(key, picked[:half])
             try:
-                second = self._run_with_retries(key, tasks[half:])
+                second = self._retry(key, picked[half:])
             except GenerationInterrupted as stop:
                 # Keep the finished half: an interrupt returns what was made.
                 raise GenerationInterrupted(first + stop.images) from None
             return first + second
+
+    def _retry(self, key: BatchKey, part: list[tuple[_Job, int]]) -> list[Image.Image | None]:
+        """Part of a batch that ran out of memory, without the cancelled requests' images."""
+        images: list[Image.Image | None] = [None] * len(part)
+        live = [place for place, (job, _) in enumerate(part) if not job.cancelled]
+        if not live:
+            return images
+        try:
+            made = self._run_with_retries(key, [part[place] for place in live])
+        except GenerationInterrupted as stop:
+            for place, image in zip(live, stop.images):
+                images[place] = image
+            raise GenerationInterrupted(images) from None
+        for place, image in zip(live, made):
+            images[place] = image
+        return images
 
     def _on_step(self, step: int, total: int) -> bool:
         self.progress.step = step

@@ -113,3 +113,42 @@ def test_an_interrupt_after_the_last_step_still_stops_the_job_but_not_the_queue(
     assert not queued.interrupted and queued.images == ["queued"]
     assert calls == [["a", "b"], ["queued"]], "the interrupted request got no further batch"
     assert depth == 0
+
+
+def _out_of_memory_above_one(tasks):
+    if len(tasks) > 1:
+        raise MemoryError("CUDA out of memory")
+
+
+def test_an_out_of_memory_retry_leaves_out_a_request_cancelled_meanwhile():
+    # [a, c] runs out of memory and is retried as [a] then [c]. The client of c goes
+    # away while [a] runs: c's retry must not run (its work is cancelled), a is served,
+    # and the queue slot of c is freed exactly once.
+    async def scenario():
+        runner = ScriptedRunner(fault=_out_of_memory_above_one)
+        observer = Observer()
+        batcher = Batcher(runner, max_batch_size=4, window_seconds=0, queue_size=4, observer=observer)
+        batcher.start()
+        blocker = asyncio.ensure_future(batcher.submit(KEY, _tasks("blocker")))
+        await _until(runner.holding.is_set, "the blocker to be in its call")
+        kept = asyncio.ensure_future(batcher.submit(KEY, _tasks("a")))
+        leaver = asyncio.ensure_future(batcher.submit(KEY, _tasks("c")))
+        await _until(lambda: batcher.waiting == 2, "two queued requests")
+        # The blocker goes through; then [a, c] fails before its steps, and the first
+        # half of the retry, [a], is held.
+        runner.let_one_through()
+        await _until(lambda: runner.calls[-1:] == [["a"]] and runner.holding.is_set(), "the retry of a")
+        leaver.cancel()
+        await _until(lambda: batcher.depth == 1, "the leaver's slot to be freed")
+        runner.open()
+        result = await asyncio.wait_for(kept, HANG_S)
+        assert (await blocker).images == ["blocker"]
+        depth = batcher.depth
+        await batcher.close()
+        return runner.calls, result, depth, observer
+
+    calls, result, depth, observer = asyncio.run(scenario())
+    assert result.images == ["a"] and not result.interrupted
+    assert calls == [["blocker"], ["a", "c"], ["a"]], "the cancelled request's retry never ran"
+    assert depth == 0 and min(observer.depths) >= 0, "the gauge never went negative"
+    assert observer.images == 2, "images counted are the ones made: blocker and a"
