@@ -334,6 +334,13 @@ class Batcher:
             outcome, interrupted = stop.images, True
         except Exception as error:  # the batch fails, the server goes on
             outcome = error
+        except asyncio.CancelledError as error:
+            if asyncio.current_task().cancelling():
+                raise  # close() is stopping the worker
+            # Raised inside the pipeline call, on its thread: that is a failed batch like
+            # any other, not a reason for the worker to stop (every admitted request would
+            # then wait forever, and a drain with them).
+            outcome = error
         seconds = time.perf_counter() - started
         if isinstance(outcome, BaseException):
             if self._observer is not None:
@@ -373,8 +380,13 @@ class Batcher:
                 self._complete(job, JobResult([img for img in job.results if img is not None], interrupted=True))
             elif job.finished_tasks == len(job.tasks):
                 self._complete(job, JobResult([img for img in job.results if img is not None]))
-            else:
+            elif job.unscheduled:
                 self._drop_running(job)  # part of it is still waiting for the next batch
+            else:
+                # Every image was scheduled, yet some never came back (a runner that returned
+                # fewer images than it was given): nothing else would ever answer this job.
+                log.error("the pipeline returned %d images for %d", len(outcome), len(picked))
+                self._complete(job, GenerationFailed("generation failed: images missing from the pipeline's result"))
 
     def _complete(self, job: _Job, result: JobResult | Exception) -> None:
         if job in self._waiting:

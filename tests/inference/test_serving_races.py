@@ -9,7 +9,7 @@ import threading
 
 from inference.engine.generate import BatchKey, GenerationInterrupted, ImageTask
 from inference.engine.samplers import resolve
-from inference.serving.batcher import Batcher
+from inference.serving.batcher import Batcher, GenerationFailed
 
 KEY = BatchKey(model="m", kind="txt2img", width=64, height=64, steps=3, sampler=resolve(None, None), cfg_scale=7.0)
 OTHER_KEY = BatchKey(model="m", kind="txt2img", width=72, height=64, steps=3, sampler=resolve(None, None), cfg_scale=7.0)
@@ -152,3 +152,48 @@ def test_an_out_of_memory_retry_leaves_out_a_request_cancelled_meanwhile():
     assert calls == [["blocker"], ["a", "c"], ["a"]], "the cancelled request's retry never ran"
     assert depth == 0 and min(observer.depths) >= 0, "the gauge never went negative"
     assert observer.images == 2, "images counted are the ones made: blocker and a"
+
+
+def _serve_after(failing_runner) -> tuple[str, object, bool, int]:
+    """Submits "fails" (to a runner that misbehaves on it), then "next": how each ended."""
+
+    def runner(key, tasks, on_step):
+        if tasks[0].prompt == "fails":
+            return failing_runner(key, tasks, on_step)
+        return [task.prompt for task in tasks]
+
+    async def scenario():
+        batcher = Batcher(runner, max_batch_size=4, window_seconds=0, queue_size=4)
+        batcher.start()
+        try:
+            await asyncio.wait_for(batcher.submit(KEY, _tasks("fails", "fails too")), HANG_S)
+            failure = "none"
+        except GenerationFailed as error:
+            failure = f"{error.status} {error}"
+        result = await asyncio.wait_for(batcher.submit(KEY, _tasks("next")), HANG_S)
+        alive, depth = batcher.alive, batcher.depth
+        await batcher.close()
+        return failure, result, alive, depth
+
+    return asyncio.run(scenario())
+
+
+def test_a_cancelled_error_raised_inside_the_pipeline_call_fails_only_its_batch():
+    # asyncio.CancelledError is a BaseException: raised on the pipeline's thread, it came
+    # out of the worker's await as if the worker were being stopped, and the worker died
+    # with the request admitted (it waited forever, and so would a SIGTERM drain).
+    def runner(key, tasks, on_step):
+        raise asyncio.CancelledError()
+
+    failure, result, alive, depth = _serve_after(runner)
+    assert failure == "500 generation failed: CancelledError"
+    assert result.images == ["next"] and alive and depth == 0
+
+
+def test_a_runner_that_returns_too_few_images_fails_the_request_instead_of_hanging_it():
+    def runner(key, tasks, on_step):
+        return [task.prompt for task in tasks][:-1]
+
+    failure, result, alive, depth = _serve_after(runner)
+    assert failure.startswith("500 generation failed: images missing")
+    assert result.images == ["next"] and alive and depth == 0
