@@ -77,6 +77,11 @@ class ServerSettings(ModelSettings):
         15.0, ge=0, le=1000, description="how long the first request of a batch waits for company"
     )
     queue_size: int = Field(32, ge=1, description="requests waiting or running before new ones get 429")
+    stall_seconds: float = Field(
+        600.0,
+        ge=0,
+        description="a pipeline call that makes no step progress this long marks /readyz wedged (0 = never)",
+    )
     max_loaded_models: int = Field(
         1, ge=1, description="checkpoints kept in memory at once; past it the least recently used is unloaded"
     )

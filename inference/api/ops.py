@@ -18,8 +18,8 @@ async def healthz() -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    summary="Readiness: the model is loaded, the queue worker runs, and the server is not draining",
-    responses={503: {"description": "loading, draining or failed"}},
+    summary="Readiness: the model is loaded, the queue worker runs and is not stuck, and the server is not draining",
+    responses={503: {"description": "loading, draining, failed, worker stopped or wedged"}},
 )
 async def readyz(runtime: RuntimeDep) -> JSONResponse:
     ready, state = runtime.readiness()

@@ -165,4 +165,9 @@ class Runtime:
             return False, "loading"
         if self.batcher is None or not self.batcher.alive:
             return False, "worker stopped"
+        stall = self.settings.stall_seconds
+        if stall and self.batcher.seconds_without_progress() > stall:
+            # A hung call (a stuck GPU, say) holds every admitted request: take the pod
+            # out of the Service instead of answering 429 to everyone behind it.
+            return False, "wedged"
         return True, "ready"

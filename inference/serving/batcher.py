@@ -107,6 +107,8 @@ class Progress:
     images_done: int = 0
     images_total: int = 0
     started_at: float = 0.0
+    # time.monotonic() of the call's start or its latest step: how long it has been stuck.
+    advanced_at: float = 0.0
 
     @property
     def fraction(self) -> float:
@@ -320,6 +322,7 @@ class Batcher:
             total_steps=effective_steps(key),
             images_total=len(picked),
             started_at=time.time(),
+            advanced_at=time.monotonic(),
         )
         self.progress._running_images = len(picked)
         self._notify_queue()
@@ -454,9 +457,15 @@ class Batcher:
             images[place] = image
         return images
 
+    def seconds_without_progress(self) -> float:
+        """How long the running pipeline call has gone without finishing a step (0 when idle)."""
+        progress = self.progress
+        return time.monotonic() - progress.advanced_at if progress.active else 0.0
+
     def _on_step(self, step: int, total: int) -> bool:
         self.progress.step = step
         self.progress.total_steps = total
+        self.progress.advanced_at = time.monotonic()
         return self._interrupt.is_set()
 
 

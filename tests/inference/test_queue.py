@@ -140,3 +140,31 @@ def test_out_of_memory_at_one_image_is_a_clear_503(cache_dir):
         assert "smaller size" in response.json()["detail"]
         assert metric(client, "sd_failed_batches_total", kind="OutOfMemory") == 1
         assert client.get("/readyz").status_code == 200
+
+
+def test_a_pipeline_call_stuck_without_progress_marks_readiness_wedged(cache_dir):
+    gate = Gate()
+    with gated_server(cache_dir, gate, stall_seconds=0.5) as client:
+        assert client.get("/readyz").json()["status"] == "ready"
+        gate.close()  # the call hangs before its first step, as on a stuck GPU
+        with ThreadPoolExecutor(1) as pool:
+            stuck = pool.submit(client.post, "/v1/txt2img", json={"prompt": "stuck", **SMALL})
+            wait_until(gate.entered.is_set, "the call to reach the pipeline")
+            wait_until(lambda: client.get("/readyz").status_code == 503, "readiness to turn false")
+            assert client.get("/readyz").json()["status"] == "wedged"
+            assert client.get("/healthz").status_code == 200  # liveness is not readiness
+            gate.open()
+            assert stuck.result().status_code == 200
+        wait_until(lambda: client.get("/readyz").status_code == 200, "readiness to come back")
+
+
+def test_stall_seconds_0_turns_the_wedge_check_off(cache_dir):
+    gate = Gate()
+    with gated_server(cache_dir, gate, stall_seconds=0) as client:
+        gate.close()
+        with ThreadPoolExecutor(1) as pool:
+            held = pool.submit(client.post, "/v1/txt2img", json={"prompt": "held", **SMALL})
+            wait_until(gate.entered.is_set, "the call to reach the pipeline")
+            assert client.get("/readyz").json()["status"] == "ready"
+            gate.open()
+            assert held.result().status_code == 200
