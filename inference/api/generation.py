@@ -174,10 +174,11 @@ class GenerationService:
 
     async def generate(self, req: GenerationRequest, request: Request) -> GenerationResponse:
         model = await self._model_for(req)
-        if req.override_settings and not req.override_settings_restore_afterwards:
-            self._keep_overrides(req, model, request)
         prepared = self.prepare(req, model)
         result = await submit_watching_disconnect(self.runtime, prepared, request)
+        # Kept only once the request was accepted and ran: a 4xx or a 429 changes nothing.
+        if req.override_settings and not req.override_settings_restore_afterwards:
+            self._keep_overrides(req, model, request)
         # Interrupted: A1111 answers 200 with the images made so far (possibly none).
         response = self.describe(req, model, prepared, result.images, interrupted=result.interrupted)
         if req.save_images and self.history is not None:

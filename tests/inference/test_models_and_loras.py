@@ -166,6 +166,11 @@ def test_overrides_stay_set_when_restore_afterwards_is_false(served):
         options = client.get("/sdapi/v1/options").json()
         assert options["sd_model_checkpoint"] == "builtin:tiny-sdxl" and options["CLIP_stop_at_last_layers"] == 2
         assert info_of(_txt2img(client, "a boat"))["sd_model_name"] == "builtin:tiny-sdxl"
+        # A request refused for bad input keeps nothing, not even its checkpoint.
+        refused = _txt2img(client, "a boat", width=100, override_settings={"sd_model_checkpoint": "builtin:tiny"},
+                           override_settings_restore_afterwards=False)
+        assert refused.status_code == 422, refused.text
+        assert client.get("/sdapi/v1/options").json()["sd_model_checkpoint"] == "builtin:tiny-sdxl"
         # The default (restore afterwards) still leaves the current checkpoint alone.
         _txt2img(client, "a boat", override_settings={"sd_model_checkpoint": "builtin:tiny"})
         assert client.get("/sdapi/v1/options").json()["sd_model_checkpoint"] == "builtin:tiny-sdxl"
