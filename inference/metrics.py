@@ -57,5 +57,8 @@ class Metrics:
         self.queue_waiting.set(waiting)
         self.in_flight.set(running)
 
+    def request_rejected(self) -> None:
+        self.rejected.inc()
+
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         self.request_latency.labels(route=route, method=method, status=str(status)).observe(seconds)

@@ -53,7 +53,6 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(QueueFull)
     async def queue_full(request: Request, error: QueueFull) -> JSONResponse:
-        request.app.state.runtime.metrics.rejected.inc()
         return error_response(429, "QueueFull", str(error), {"Retry-After": str(error.retry_after)})
 
     @app.exception_handler(ShuttingDown)

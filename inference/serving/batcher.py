@@ -69,6 +69,7 @@ class BatchObserver(Protocol):
     def batch_finished(self, size: int, steps: int, seconds: float) -> None: ...
     def batch_failed(self, size: int, kind: str) -> None: ...
     def queue_changed(self, depth: int, waiting: int, running: int) -> None: ...
+    def request_rejected(self) -> None: ...
 
 
 @dataclass
@@ -210,6 +211,8 @@ class Batcher:
             # Without a worker an admitted job would wait forever; say so instead.
             raise GenerationFailed("the generation worker is not running", status=503, kind="WorkerStopped")
         if self._admitted >= self.queue_size:
+            if self._observer is not None:
+                self._observer.request_rejected()
             raise QueueFull(self._retry_after())
         job = _Job(key, list(tasks), asyncio.get_running_loop().create_future())
         self._admitted += 1

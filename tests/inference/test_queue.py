@@ -168,3 +168,20 @@ def test_stall_seconds_0_turns_the_wedge_check_off(cache_dir):
             assert client.get("/readyz").json()["status"] == "ready"
             gate.open()
             assert held.result().status_code == 200
+
+
+def test_every_dialect_counts_its_429s_in_the_rejected_metric(cache_dir):
+    gate = Gate()
+    with gated_server(cache_dir, gate, queue_size=1, max_batch_size=1) as client, ThreadPoolExecutor(1) as pool:
+        gate.close()
+        held = pool.submit(client.post, "/v1/txt2img", json={"prompt": "held", **SMALL})
+        try:
+            wait_until(gate.entered.is_set, "the held request to reach the pipeline")
+            openai = client.post("/v1/images/generations", json={"prompt": "p", "size": "64x64"})
+            assert openai.status_code == 429 and openai.json()["error"]["code"] == "queue_full"
+            a1111 = client.post("/sdapi/v1/txt2img", json={"prompt": "p", **SMALL})
+            assert a1111.status_code == 429 and a1111.json()["error"] == "QueueFull"
+            assert metric(client, "sd_rejected_requests_total") == 2
+        finally:
+            gate.open()  # a failed assertion must not leave the held request waiting
+        assert held.result().status_code == 200

@@ -37,6 +37,9 @@ class Observer:
     def queue_changed(self, depth, waiting, running):
         self.depths.append(depth)
 
+    def request_rejected(self):
+        pass
+
 
 class ScriptedRunner:
     """Runs every denoising step (asking `on_step` whether to stop, as the pipeline does),
