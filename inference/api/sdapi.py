@@ -139,28 +139,32 @@ async def progress(request: Request, runtime: RuntimeDep, skip_current_image: bo
     )
 
 
-def _stop_running_batch(request: Request, runtime, flag: str) -> None:
+def _stop_running_batch(request: Request, runtime, flag: str) -> bool:
+    """Records which batch was stopped; False when nothing runs (A1111 then does nothing)."""
     batcher = runtime.batcher
     if batcher is None or not batcher.progress.active:
-        return  # A1111 ignores an interrupt with nothing running
+        return False
     setattr(get_state(request), flag, batcher.progress.started_at)
-    batcher.interrupt()
+    return True
 
 
 @router.post("/interrupt", summary="Stop the running generation; its request returns the images made so far")
 async def interrupt(request: Request, runtime: RuntimeDep) -> dict:
-    _stop_running_batch(request, runtime, "interrupted_batch")
+    if _stop_running_batch(request, runtime, "interrupted_batch"):
+        runtime.batcher.interrupt()
     return {}
 
 
 @router.post(
     "/skip",
-    summary="Skip the running batch",
-    description="A1111 skips only the current image of a batch and goes on with the next; here the "
-    "whole running batch (all images sampled together in one pipeline call) is stopped, as by interrupt.",
+    summary="Skip the running batch and go on with the next",
+    description="As A1111's skip: the running pipeline call stops after its current step and its "
+    "images come back as far as they got; a request with more images (n_iter) goes on with its next "
+    "batch. The batch is all images sampled together in one call, so every request in it is skipped.",
 )
 async def skip(request: Request, runtime: RuntimeDep) -> None:
-    _stop_running_batch(request, runtime, "skipped_batch")
+    if _stop_running_batch(request, runtime, "skipped_batch"):
+        runtime.batcher.skip()
     return None
 
 

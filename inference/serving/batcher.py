@@ -143,6 +143,7 @@ class Batcher:
         self._idle = asyncio.Event()
         self._idle.set()
         self._interrupt = threading.Event()
+        self._skip_requested = False  # the stop asked of the running call is a skip
         self._accepting = True
         self._worker: asyncio.Task | None = None
         self._seconds_per_image = 1.0  # running estimate for Retry-After
@@ -202,6 +203,17 @@ class Batcher:
         if self._running:
             for job in self._running:
                 job.interrupted = True
+            self._interrupt.set()
+
+    def skip(self) -> None:
+        """Stop the running pipeline call after its current step and go on (A1111 `skip`).
+
+        Its images come back as far as they got, and a request split across several
+        batches continues with its next one; nothing is marked interrupted. An interrupt
+        of the same call wins.
+        """
+        if self._running:
+            self._skip_requested = True
             self._interrupt.set()
 
     async def submit(self, key: BatchKey, tasks: list[ImageTask]) -> JobResult:
@@ -319,6 +331,7 @@ class Batcher:
         picked = self._take_batch(key)
         jobs = list(dict.fromkeys(job for job, _ in picked))
         self._interrupt.clear()
+        self._skip_requested = False
         self.progress = Progress(
             active=True,
             job_count=len(jobs),
@@ -333,11 +346,14 @@ class Batcher:
             self._observer.batch_started(len(picked))
         started = time.perf_counter()
         outcome: list[Image.Image] | BaseException
-        interrupted = False
+        interrupted = stopped_early = False
         try:
             outcome = await asyncio.to_thread(self._run_with_retries, key, picked)
         except GenerationInterrupted as stop:
-            outcome, interrupted = stop.images, True
+            outcome, stopped_early = stop.images, True
+            # A skip stops this call only; its images count as made. An interrupt (or a
+            # skip that an interrupt followed) stops the requests themselves.
+            interrupted = not self._skip_requested or any(job.interrupted for job in jobs)
         except Exception as error:  # the batch fails, the server goes on
             outcome = error
         except asyncio.CancelledError as error:
@@ -355,7 +371,7 @@ class Batcher:
             self._seconds_per_image = 0.8 * self._seconds_per_image + 0.2 * seconds / max(1, len(picked))
             # Steps per image: all of them unless interrupted (the runner may not report
             # progress, e.g. a wrapped runner in tests), else as far as the batch got.
-            steps = self.progress.step if interrupted else effective_steps(key)
+            steps = self.progress.step if stopped_early else effective_steps(key)
             if self._observer is not None:
                 made = sum(image is not None for image in outcome)
                 self._observer.batch_finished(made, steps * made, seconds)

@@ -200,6 +200,22 @@ def test_progress_reports_steps_and_interrupt_returns_the_partial_images(slow_se
         assert client.get("/sdapi/v1/progress").json()["state"]["interrupted"] is False
 
 
+def test_skip_stops_the_running_batch_and_the_request_goes_on(slow_server):
+    # 8 images run as two calls of 4 (max batch 4); skip during the first call stops it
+    # early, as A1111's skip ends the current iteration, and the second call still runs.
+    with httpx.Client(base_url=slow_server.url, timeout=60) as client:
+        body = {"prompt": "skip me", "seed": 20, "batch_size": 4, "n_iter": 2, "width": 64, "height": 64, "steps": 10}
+        thread, outcome = _start(client, body)
+        _wait_for_step(client, 2)
+        assert client.post("/sdapi/v1/skip").json() is None
+        thread.join(60)
+        response = outcome["response"]
+        assert response.status_code == 200, response.text
+        info = info_of(response)
+        assert not info.get("interrupted") and info["all_seeds"] == list(range(20, 28))
+        assert len(response.json()["images"]) == 8
+
+
 def test_interrupt_when_idle_does_nothing(slow_server):
     with httpx.Client(base_url=slow_server.url, timeout=60) as client:
         assert client.post("/sdapi/v1/interrupt").json() == {}

@@ -200,3 +200,61 @@ def test_a_runner_that_returns_too_few_images_fails_the_request_instead_of_hangi
     failure, result, alive, depth = _serve_after(runner)
     assert failure.startswith("500 generation failed: images missing")
     assert result.images == ["next"] and alive and depth == 0
+
+
+class HeldAfterFirstStep:
+    """A pipeline stand-in whose first call stops after step 1 until released; it asks
+    `on_step` at every step, as diffusers does, and stops when told to."""
+
+    def __init__(self):
+        self.calls: list[list[str]] = []
+        self.in_step = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, key, tasks, on_step):
+        self.calls.append([task.prompt for task in tasks])
+        images = [task.prompt for task in tasks]
+        for step in range(1, key.steps + 1):
+            stop = on_step(step, key.steps)
+            if len(self.calls) == 1 and step == 1:
+                self.in_step.set()
+                if not self.release.wait(HANG_S):
+                    raise TimeoutError("the test never released the call")
+                stop = on_step(step, key.steps)
+            if stop:
+                raise GenerationInterrupted(images)
+        return images
+
+
+def _stop_first_call_of_a_split_request(stop: str):
+    # One request of 4 images runs as two calls of 2; `stop` ("skip" or "interrupt")
+    # comes during the first call's denoising.
+    async def scenario():
+        runner = HeldAfterFirstStep()
+        observer = Observer()
+        batcher = Batcher(runner, max_batch_size=2, window_seconds=0, queue_size=4, observer=observer)
+        batcher.start()
+        request = asyncio.ensure_future(batcher.submit(KEY, _tasks("a", "b", "c", "d")))
+        await _until(runner.in_step.is_set, "the first call to be in its first step")
+        getattr(batcher, stop)()
+        runner.release.set()
+        result = await asyncio.wait_for(request, HANG_S)
+        depth = batcher.depth
+        await batcher.close()
+        return runner.calls, result, depth, observer.images
+
+    return asyncio.run(scenario())
+
+
+def test_skip_stops_the_running_call_and_the_request_goes_on_with_its_next_batch():
+    calls, result, depth, images_made = _stop_first_call_of_a_split_request("skip")
+    assert calls == [["a", "b"], ["c", "d"]]
+    assert not result.interrupted and result.images == ["a", "b", "c", "d"]
+    assert depth == 0 and images_made == 4
+
+
+def test_interrupt_at_the_same_point_ends_the_request():
+    calls, result, depth, images_made = _stop_first_call_of_a_split_request("interrupt")
+    assert calls == [["a", "b"]]
+    assert result.interrupted and result.images == ["a", "b"]
+    assert depth == 0 and images_made == 2
