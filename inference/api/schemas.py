@@ -7,11 +7,13 @@ face restoration, saving to disk) are accepted and recorded but have no effect h
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 
+@cache  # per request model class: its fields never change, and this runs on every request
 def _request_keys(model: type[BaseModel]) -> dict[str, str]:
     """Every key a client may send (field names and aliases) -> the field's name."""
     keys = {}
