@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .batch_invariance import make_batch_invariant
 from .builtin import ensure_builtin, is_builtin
 
 log = logging.getLogger(__name__)
@@ -141,6 +142,8 @@ def load_model(
     if getattr(pipeline, "safety_checker", None) is not None:
         pipeline.safety_checker = None
     pipeline.to(device.device)
+    if device.device == "cpu":
+        make_batch_invariant(pipeline)
     if device.channels_last:
         pipeline.unet.to(memory_format=torch.channels_last)
     seconds = time.perf_counter() - started
