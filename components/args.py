@@ -232,6 +232,10 @@ class NodePool(TypedDict):
     """gke: boot disk (default 200)."""
     gpu_driver_version: NotRequired[str]
     """gke: DEFAULT, LATEST (default) or INSTALLATION_DISABLED."""
+    flex_start: NotRequired[bool]
+    """gke: flex-start VMs (Dynamic Workload Scheduler; nodes live at most 7 days)."""
+    reservation: NotRequired[str]
+    """gke: name of a specific Compute Engine reservation to take nodes from."""
 
 
 class ImageBuild(TypedDict):

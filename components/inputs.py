@@ -28,6 +28,13 @@ from pydantic import (
     model_validator,
 )
 
+from .cloud_rules import (
+    GkeMachineMismatch,
+    UnknownMachineType,
+    gke_accelerator_count,
+    gke_capacity_problem,
+    gke_machine,
+)
 from .presets import BUILTIN_PRESETS, Preset
 
 CONFIG_KEY = "stable-diffusion:app"
@@ -343,6 +350,23 @@ class GkeNodePool(_Model):
     max_node_count: Optional[Annotated[int, Field(ge=1)]] = None  # default: max replicas + 1
     disk_size_gb: Annotated[int, Field(ge=50)] = 200
     gpu_driver_version: Literal["DEFAULT", "LATEST", "INSTALLATION_DISABLED"] = "LATEST"
+    # Flex-start (Dynamic Workload Scheduler) nodes: GPUs that on-demand cannot get; each
+    # node runs at most 7 days, then is replaced.
+    flex_start: bool = False
+    # A specific Compute Engine reservation to take the nodes from (by name). Without it
+    # an on-demand pool consumes any matching reservation automatically.
+    reservation: Optional[Annotated[str, Field(pattern=_DNS_LABEL, max_length=63)]] = None
+
+    @model_validator(mode="after")
+    def _one_consumption_option(self) -> "GkeNodePool":
+        chosen = [name for name, on in (("spot", self.spot), ("flex_start", self.flex_start),
+                                        ("reservation", self.reservation is not None)) if on]
+        if len(chosen) > 1:
+            raise ValueError(
+                f"{' and '.join(chosen)} exclude each other (Spot and flex-start VMs cannot "
+                "consume reservations, and a node is either Spot or flex-start); choose one"
+            )
+        return self
 
 
 NodePool = Annotated[Union[ExistingNodes, KarpenterNodePool, GkeNodePool], Field(discriminator="mode")]
@@ -561,6 +585,8 @@ class AppConfig(_Model):
                 f"preset '{name}' has no GKE accelerator (node_pool.mode gke); "
                 f"allowed with gke: {', '.join(usable)}",
             )
+        if mode == "gke" and preset.gpu_count:
+            self._check_gke_machine(name, preset)
         if mode == "karpenter" and preset.gpu_count and not preset.karpenter_gpu_name:
             usable = sorted(n for n, p in catalogue.items() if not p.gpu_count or p.karpenter_gpu_name)
             raise _PathError(
@@ -579,6 +605,20 @@ class AppConfig(_Model):
                 f"preset '{name}' has no gpu_product label; set node_pool.node_selector",
             )
         return self
+
+    def _check_gke_machine(self, name: str, preset: Preset) -> None:
+        """The machine type must carry the preset's GPU, and its capacity must be obtainable."""
+        pool = self.node_pool
+        machine_type = pool.machine_type or preset.gke_machine_type
+        origin = "" if pool.machine_type else f" (preset '{name}' default gke_machine_type)"
+        try:
+            gke_accelerator_count(machine_type, preset.gke_accelerator, preset.gpu_count)
+            machine = gke_machine(machine_type)
+        except (GkeMachineMismatch, UnknownMachineType) as error:
+            raise _PathError(("node_pool", "machine_type"), f"{error}{origin}") from None
+        problem = gke_capacity_problem(machine, pool.spot, pool.flex_start, pool.reservation)
+        if problem:
+            raise _PathError(("node_pool", "spot"), problem)
 
 
 class _PathError(ValueError):

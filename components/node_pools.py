@@ -12,6 +12,13 @@
   managed driver installation. GKE taints GPU nodes `nvidia.com/gpu=present:NoSchedule`
   itself, so the pool declares no taint (declaring it would make a perpetual diff).
 
+What the clouds accept (accelerators per machine type, capacity classes, label domains,
+the Karpenter CRD's CEL rules) lives in `cloud_rules.py`; `inputs.py` has refused what
+breaks them before anything here runs. Node labels never use the `kubernetes.io` /
+`k8s.io` domains: GKE and the kubelet refuse them on nodes, and Karpenter v1.0-v1.8
+refuse them in a NodePool template. The object labels of the NodePool itself are
+ordinary object metadata and keep the `app.kubernetes.io/*` set.
+
 Every GPU pod also tolerates `nvidia.com/gpu` (any value) and requests `nvidia.com/gpu`
 limits (set in workload.py), which is what finally binds it to a GPU.
 """
@@ -19,7 +26,6 @@ limits (set in workload.py), which is what finally binds it to a GPU.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -27,6 +33,7 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
+from .cloud_rules import gke_accelerator_count, gke_capacity_warning, gke_machine
 from .inputs import AppConfig, ExistingNodes, GkeNodePool, KarpenterNodePool
 from .meta import Names
 from .presets import (
@@ -35,11 +42,12 @@ from .presets import (
     GPU_RESOURCE,
     KARPENTER_GPU_MEMORY_LABEL,
     KARPENTER_GPU_NAME_LABEL,
-    Preset,
 )
 
 KARPENTER_NODEPOOL_LABEL = "karpenter.sh/nodepool"
 GKE_NODEPOOL_LABEL = "cloud.google.com/gke-nodepool"
+# Our own label on every node of a pool we declare: a domain of ours, never kubernetes.io.
+POOL_NODE_LABEL = "stable-diffusion/pool"
 GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
 
 
@@ -125,7 +133,7 @@ def _karpenter(app: AppConfig, pool: KarpenterNodePool, names: Names, opts: pulu
         metadata={"name": names.node_pool, "labels": names.labels("node-pool")},
         spec={
             "template": {
-                "metadata": {"labels": names.labels("node-pool")},
+                "metadata": {"labels": {POOL_NODE_LABEL: names.node_pool}},
                 "spec": template_spec,
             },
             "limits": limits,
@@ -141,21 +149,18 @@ def _karpenter(app: AppConfig, pool: KarpenterNodePool, names: Names, opts: pulu
     )
 
 
-def gke_accelerators_per_node(machine_type: str, preset: Preset) -> int:
-    """a2/a3 machine types carry their GPU count in the name (a3-highgpu-1g); others
-    (n1 + T4, g2) attach what the preset asks for."""
-    match = re.search(r"-(\d+)g$", machine_type)
-    return int(match.group(1)) if match else max(1, preset.gpu_count)
-
-
 def _gke(app: AppConfig, pool: GkeNodePool, names: Names, opts: pulumi.ResourceOptions):
     preset = app.resolved_preset
     machine_type = pool.machine_type or preset.gke_machine_type
     pods = app.stable_diffusion.max_replicas + 1
     accelerators = []
     if preset.gpu_count:
-        per_node = gke_accelerators_per_node(machine_type, preset)
-        max_nodes = pool.max_node_count or math.ceil(pods * preset.gpu_count / per_node)
+        per_node = gke_accelerator_count(machine_type, preset.gke_accelerator, preset.gpu_count)
+        # An 8-GPU node (a3-ultragpu-8g) holds 8 one-GPU replicas.
+        max_nodes = pool.max_node_count or math.ceil(pods / (per_node // preset.gpu_count))
+        warning = gke_capacity_warning(gke_machine(machine_type), pool.spot, pool.flex_start, pool.reservation)
+        if warning:
+            pulumi.log.warn(f"stable-diffusion:app.node_pool: {warning}")
         accelerators = [
             gcp.container.NodePoolNodeConfigGuestAcceleratorArgs(
                 type=preset.gke_accelerator,
@@ -182,8 +187,10 @@ def _gke(app: AppConfig, pool: GkeNodePool, names: Names, opts: pulumi.ResourceO
             machine_type=machine_type,
             disk_size_gb=pool.disk_size_gb,
             spot=pool.spot,
+            flex_start=pool.flex_start or None,
+            reservation_affinity=_reservation_affinity(pool),
             guest_accelerators=accelerators or None,
-            labels={"app.kubernetes.io/part-of": "stable-diffusion", "stable-diffusion/pool": names.node_pool},
+            labels={POOL_NODE_LABEL: names.node_pool},
             oauth_scopes=["https://www.googleapis.com/auth/cloud-platform"],
             workload_metadata_config=gcp.container.NodePoolNodeConfigWorkloadMetadataConfigArgs(mode="GKE_METADATA"),
             shielded_instance_config=gcp.container.NodePoolNodeConfigShieldedInstanceConfigArgs(
@@ -192,3 +199,16 @@ def _gke(app: AppConfig, pool: GkeNodePool, names: Names, opts: pulumi.ResourceO
         ),
         opts=opts,
     )
+
+
+def _reservation_affinity(pool: GkeNodePool):
+    if pool.reservation:
+        return gcp.container.NodePoolNodeConfigReservationAffinityArgs(
+            consume_reservation_type="SPECIFIC_RESERVATION",
+            key="compute.googleapis.com/reservation-name",
+            values=[pool.reservation],
+        )
+    if pool.flex_start:
+        # Flex-start capacity comes from Dynamic Workload Scheduler, never a reservation.
+        return gcp.container.NodePoolNodeConfigReservationAffinityArgs(consume_reservation_type="NO_RESERVATION")
+    return None

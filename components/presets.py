@@ -42,6 +42,8 @@ class Preset(BaseModel):
     karpenter_gpu_name: Optional[str] = None  # karpenter: karpenter.k8s.aws/instance-gpu-name
     karpenter_min_gpu_memory_mib: Optional[int] = None  # karpenter: instance-gpu-memory > this
     gke_accelerator: Optional[str] = None  # gke: cloud.google.com/gke-accelerator
+    # gke: GPUs per node follow from the machine type (cloud_rules.GKE_FIXED_GPU_MACHINES,
+    # or n1 + attached T4/V100/P4/P100); validation refuses a type without the accelerator.
     gke_machine_type: str = "e2-standard-4"
 
     @model_validator(mode="after")
@@ -97,7 +99,9 @@ BUILTIN_PRESETS: dict[str, Preset] = {
     "gpu-a100-x1": _gpu("1x NVIDIA A100 80 GB (p4de, a2-ultragpu-1g)", "10", "96Gi",
                         "NVIDIA-A100-SXM4-80GB", "a100", "nvidia-a100-80gb", "a2-ultragpu-1g",
                         min_gpu_memory=40960),
-    "gpu-h100-x1": _gpu("1x NVIDIA H100 80 GB (p5.4xlarge, a3-highgpu-1g)", "12", "120Gi",
+    # a3-highgpu-1g is sold as Spot or flex-start only: with mode gke, set node_pool.spot or
+    # node_pool.flex_start (or machine_type a3-highgpu-8g, 8 replicas per node).
+    "gpu-h100-x1": _gpu("1x NVIDIA H100 80 GB (p5.4xlarge, a3-highgpu-1g Spot/flex-start)", "12", "120Gi",
                         "NVIDIA-H100-80GB-HBM3", "h100", "nvidia-h100-80gb", "a3-highgpu-1g"),
     "gpu-h200-x1": _gpu("1x NVIDIA H200 141 GB (p5en, a3-ultragpu-8g shared by 8 replicas)", "20", "200Gi",
                         "NVIDIA-H200", "h200", "nvidia-h200-141gb", "a3-ultragpu-8g"),

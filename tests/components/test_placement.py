@@ -25,6 +25,8 @@ MODES = {
     "karpenter": {"mode": "karpenter"},
     "gke": {"mode": "gke", "cluster": "prod", "location": "us-central1"},
 }
+# Presets whose default GKE machine type has no on-demand capacity (cloud_rules).
+SPOT_ONLY_ON_GKE = {"gpu-h100-x1"}
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 
 
@@ -36,7 +38,10 @@ def test_catalogue_is_the_designed_one():
 @pytest.mark.parametrize("preset", list(EXPECTED))
 def test_preset_lands_on_its_gpu(preset, mode):
     gpus, product, karpenter, gke = EXPECTED[preset]
-    config = app(preset={"name": preset}, node_pool=MODES[mode])
+    node_pool = MODES[mode]
+    if preset in SPOT_ONLY_ON_GKE and mode == "gke":
+        node_pool = {**node_pool, "spot": True}
+    config = app(preset={"name": preset}, node_pool=node_pool)
     if mode == "gke" and gpus and gke is None:
         with pytest.raises(Exception) as raised:
             run(config)
