@@ -28,7 +28,13 @@ $(CHECKOV_VENV)/.installed: requirements/checkov.txt
 	$(CHECKOV_VENV)/bin/pip install -q -r requirements/checkov.txt
 	touch $@
 
-install: $(VENV)/.dev $(CHECKOV_VENV)/.installed
+# The upstream CRD validators the component tests check custom objects with
+# (tests/crds/package.json, pinned by its committed lock file).
+CRD_MODULES := tests/crds/node_modules/.package-lock.json
+$(CRD_MODULES): tests/crds/package.json tests/crds/package-lock.json
+	npm ci --prefix tests/crds --ignore-scripts --no-audit --no-fund
+
+install: $(VENV)/.dev $(CHECKOV_VENV)/.installed $(CRD_MODULES)
 
 run: $(VENV)/.inference
 	$(PY) -m inference serve --model $(MODEL) --host $(HOST) --port $(PORT)
@@ -41,7 +47,7 @@ $(CHROMIUM):
 
 test: install $(CHROMIUM)
 	$(VENV)/bin/hadolint inference/Dockerfile
-	CHECKOV=$(abspath $(CHECKOV_VENV))/bin/checkov $(PY) -m pytest
+	CRD_SCHEMAS=1 CHECKOV=$(abspath $(CHECKOV_VENV))/bin/checkov $(PY) -m pytest
 
 bench: $(VENV)/.inference
 	$(PY) -m bench.overhead
@@ -51,4 +57,4 @@ render: $(VENV)/.dev
 	$(PY) -m infra.render --stack dev --out out/dev
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache out
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache out tests/crds/node_modules
