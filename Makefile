@@ -1,5 +1,6 @@
 # The two commands a newcomer runs: `make run` and `make test`. Both start from nothing
-# but Python 3.11 and make: they create .venv and install the pinned requirements.
+# but Python 3.11 and make (`make test` also Node.js/npm): they create .venv and install
+# the pinned requirements.
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
