@@ -1,5 +1,6 @@
 # The two commands a newcomer runs: `make run` and `make test`. Both start from nothing
-# but Python 3.11 and make: they create .venv and install the pinned requirements.
+# but Python 3.11 and make (`make test` also Node.js/npm): they create .venv and install
+# the pinned requirements.
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -28,7 +29,13 @@ $(CHECKOV_VENV)/.installed: requirements/checkov.txt
 	$(CHECKOV_VENV)/bin/pip install -q -r requirements/checkov.txt
 	touch $@
 
-install: $(VENV)/.dev $(CHECKOV_VENV)/.installed
+# The upstream CRD validators the component tests check custom objects with
+# (tests/crds/package.json, pinned by its committed lock file).
+CRD_MODULES := tests/crds/node_modules/.package-lock.json
+$(CRD_MODULES): tests/crds/package.json tests/crds/package-lock.json
+	npm ci --prefix tests/crds --ignore-scripts --no-audit --no-fund
+
+install: $(VENV)/.dev $(CHECKOV_VENV)/.installed $(CRD_MODULES)
 
 run: $(VENV)/.inference
 	$(PY) -m inference serve --model $(MODEL) --host $(HOST) --port $(PORT)
@@ -41,7 +48,7 @@ $(CHROMIUM):
 
 test: install $(CHROMIUM)
 	$(VENV)/bin/hadolint inference/Dockerfile
-	CHECKOV=$(abspath $(CHECKOV_VENV))/bin/checkov $(PY) -m pytest
+	CRD_SCHEMAS=1 CHECKOV=$(abspath $(CHECKOV_VENV))/bin/checkov $(PY) -m pytest
 
 bench: $(VENV)/.inference
 	$(PY) -m bench.overhead
@@ -51,4 +58,4 @@ render: $(VENV)/.dev
 	$(PY) -m infra.render --stack dev --out out/dev
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache out
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache out tests/crds/node_modules

@@ -1,9 +1,11 @@
 """`python -m infra.render`, and the rendered objects against kubernetes-validate and checkov.
 
-A matrix of configs (the dev stack, each GPU node-pool mode, autoscaling on, auth off,
-TLS on, every HF-token and cache shape, StableStudio with LoRAs and extra models) is rendered once per session; every built-in
+A matrix of configs (the dev and prod stacks, and a covering set of node-pool mode x
+ingress class x auth x TLS x autoscaling x StableStudio x LoRAs x models, plus every
+HF-token and cache shape) is rendered once per session (conftest.py); every built-in
 object must pass `kubernetes-validate --strict` for Kubernetes TARGET_K8S, and checkov's
-Kubernetes checks run once over all of them (checkov is slow to start).
+Kubernetes checks run once over all of them (checkov is slow to start). The custom
+objects are checked by test_custom_resources.py, the server contract by test_contract.py.
 """
 
 from __future__ import annotations
@@ -18,16 +20,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from components.inputs import AppConfig
 from infra import render
 
-from . import helpers
+from . import crd_schemas, helpers, image_rules
 from .checkov_skips import CHECKOV_SKIPS
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGET_K8S = "1.31.0"
 PROM = "http://prometheus-server.monitoring.svc:9090"
-# Custom resources and non-Kubernetes objects: not in kubernetes-validate's schemas.
-CRD_KINDS = {"NodePool", "ScaledObject"}
 
 
 def _matrix() -> dict[str, dict]:
@@ -75,6 +76,44 @@ def _matrix() -> dict[str, dict]:
                       {"model_hf_name": "runwayml/stable-diffusion-v1-5"}],
         max_loaded_models=2, cors_origins=["https://app.example.com"],
     )
+    # The covering set: with the configs above, each node-pool mode meets each ingress
+    # class, auth, TLS kind, autoscaling kind, StableStudio and LoRAs at least once
+    # (test_matrix_covers_modes_presets_and_options checks it).
+    studio = {"enabled": True, "image": {"repository": "ghcr.io/acme/stablestudio", "tag": "2024.1"}}
+    existing_nginx = helpers.with_sd(
+        helpers.with_model(
+            helpers.app(preset={"name": "gpu-a10g-x1"}, namespace="sd-nginx",
+                        ingress_http={"class_name": "nginx", "auth": False, "host": "xl.example.com",
+                                      "tls": {"cluster_issuer": "letsencrypt"}}),
+            model_hf_name="stabilityai/stable-diffusion-xl-base-1.0"),
+        autoscaling={"min_replicas": 0, "max_replicas": 2, "prometheus_url": PROM},
+    )
+    karpenter_studio = helpers.with_sd(
+        helpers.with_model(
+            helpers.app(preset={"name": "gpu-l4-x1"}, node_pool={"mode": "karpenter", "capacity_types": ["spot"]},
+                        ingress_http={"auth": False, "host": "k.example.com", "tls": {"secret_name": "k-cert"}},
+                        stablestudio=studio),
+            model_hf_name="runwayml/stable-diffusion-v1-5",
+            loras=[{"repo": "latent-consistency/lcm-lora-sdv1-5", "name": "lcm"}]),
+        autoscaling={"min_replicas": 1, "max_replicas": 3, "prometheus_url": PROM},
+    )
+    karpenter_cpu = helpers.app(preset={"name": "cpu-small"}, node_pool="karpenter")
+    gke_studio = helpers.with_sd(
+        helpers.with_model(
+            helpers.app(preset={"name": "gpu-l4-x1"},
+                        node_pool={"mode": "gke", "cluster": "prod", "location": "europe-west4"},
+                        ingress_http={"class_name": "nginx", "host": "g.example.com",
+                                      "tls": {"cluster_issuer": "letsencrypt"}},
+                        stablestudio=studio),
+            model_hf_name="stabilityai/sdxl-turbo",
+            loras=[{"repo": "/models/loras/pixel-art", "name": "pixel", "weight": 0.7}]),
+        autoscaling={"min_replicas": 0, "max_replicas": 2, "prometheus_url": PROM},
+    )
+    gke_t4 = helpers.with_sd(
+        helpers.app(preset={"name": "gpu-t4-x1"},
+                    node_pool={"mode": "gke", "cluster": "dev", "location": "us-central1-a", "spot": True}),
+        autoscaling={"min_replicas": 1, "max_replicas": 2, "prometheus_url": PROM},
+    )
     return {
         "dev": dev,
         "prod": prod,
@@ -83,38 +122,57 @@ def _matrix() -> dict[str, dict]:
         "gke-a100-noauth-tls-build": gke,
         "existing-h100-keda-rwo": existing_h100,
         "existing-custom-t4x2": custom_t4,
+        "existing-a10g-nginx-noauth-issuer-zero-sdxl": existing_nginx,
+        "karpenter-l4-spot-noauth-secret-keda1-studio-lora-sd15": karpenter_studio,
+        "karpenter-cpu-plain": karpenter_cpu,
+        "gke-l4-nginx-issuer-zero-studio-lora-sdxlturbo": gke_studio,
+        "gke-t4-spot-notls-keda1": gke_t4,
     }
 
 
 MATRIX = _matrix()
 
 
-@pytest.fixture(scope="session")
-def rendered(tmp_path_factory) -> dict[str, list[Path]]:
-    root = tmp_path_factory.mktemp("rendered")
-    out: dict[str, list[Path]] = {}
-    for name, config in MATRIX.items():
-        values = {helpers.APP_KEY: json.dumps(config), "stable-diffusion:hfToken": "[secret]"}
-        out[name] = render.render(values, ["stable-diffusion:hfToken"], name, root / name)
-    return out
-
-
 def _objects(paths):
     return [yaml.safe_load(p.read_text()) for p in paths]
 
 
+def _option_values(config: dict) -> dict[str, object]:
+    """The matrix dimensions of one config, as comparable values."""
+    ingress = config.get("ingress_http", {})
+    scaling = config["stable_diffusion"].get("autoscaling")
+    tls = ingress.get("tls")
+    return {
+        "ingress class": ingress.get("class_name", "traefik"),
+        "auth": ingress.get("auth", True),
+        "tls": "none" if tls is None else "issuer" if "cluster_issuer" in tls else "secret",
+        "autoscaling": "off" if scaling is None else f"from {scaling.get('min_replicas', 0)}",
+        "stablestudio": bool(config.get("stablestudio", {}).get("enabled")),
+        "loras": bool(config["stable_diffusion"]["hugging_face_model"].get("loras")),
+    }
+
+
 def test_matrix_covers_modes_presets_and_options():
     presets = {c["preset"]["name"] for c in MATRIX.values()}
-    pools = [c.get("node_pool", "existing") for c in MATRIX.values()]
-    modes = {pool if isinstance(pool, str) else pool["mode"] for pool in pools}
+    modes = {image_rules.pool_mode(c) for c in MATRIX.values()}
     assert modes == {"existing", "karpenter", "gke"}
     assert len(presets - {"cpu-small"}) >= 4
-    assert any("autoscaling" in c["stable_diffusion"] for c in MATRIX.values())
-    assert any(not c.get("ingress_http", {}).get("auth", True) for c in MATRIX.values())
-    assert any("tls" in c.get("ingress_http", {}) for c in MATRIX.values())
-    assert any(c.get("stablestudio", {}).get("enabled") for c in MATRIX.values())
+    every = {"ingress class": {"traefik", "nginx"}, "auth": {True, False},
+             "tls": {"none", "secret", "issuer"}, "autoscaling": {"off", "from 0", "from 1"},
+             "stablestudio": {True, False}, "loras": {True, False}}
+    for mode in modes:
+        seen: dict[str, set] = {dimension: set() for dimension in every}
+        for config in MATRIX.values():
+            if image_rules.pool_mode(config) == mode:
+                for dimension, value in _option_values(config).items():
+                    seen[dimension].add(value)
+        assert seen == every, mode
+    models = {c["stable_diffusion"]["hugging_face_model"]["model_hf_name"] for c in MATRIX.values()}
+    assert len(models) >= 4
     assert any(c["stable_diffusion"].get("extra_models") for c in MATRIX.values())
-    assert any(c["stable_diffusion"]["hugging_face_model"].get("loras") for c in MATRIX.values())
+    # Once the component has a `monitoring` input, some config must use it (PodMonitor).
+    if "monitoring" in AppConfig.model_fields:
+        assert any("monitoring" in c for c in MATRIX.values())
 
 
 def test_every_config_renders_the_expected_kinds(rendered):
@@ -142,8 +200,8 @@ def test_rendered_secrets_are_redacted(rendered):
 
 
 def test_kubernetes_validate_strict(rendered):
-    builtin = [p for paths in rendered.values() for p in paths
-               if yaml.safe_load(p.read_text())["kind"] not in CRD_KINDS]
+    # Custom resources are checked against their CRDs in test_custom_resources.py.
+    builtin = [p for paths in rendered.values() for p in paths if not crd_schemas.is_custom(yaml.safe_load(p.read_text()))]
     assert len(builtin) >= 35
     validator = Path(sys.executable).parent / "kubernetes-validate"
     proc = subprocess.run(
