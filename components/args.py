@@ -238,7 +238,9 @@ class ImageBuild(TypedDict):
     """Build inference/ with pulumi-docker-build."""
 
     registry: NotRequired[str]
-    """Registry (and path) to push to; without it the image is loaded locally."""
+    """Registry host (and path) to push to, e.g. ghcr.io/acme; or local_cluster."""
+    local_cluster: NotRequired[str]
+    """Instead of a registry, for a cluster on this machine: kind, k3d, minikube, docker-desktop or rancher-desktop (the image is loaded into the local Docker daemon only)."""
     name: NotRequired[str]
     """Image name (default stable-diffusion-inference)."""
     tag: NotRequired[str]
@@ -325,7 +327,7 @@ class App(TypedDict):
     node_pool: NotRequired[NodePool]
     """GPU nodes (default: existing)."""
     image: NotRequired[Image]
-    """Inference image (default: build inference/)."""
+    """Inference image: prebuilt, or inference/ built and pushed to a registry or loaded into a local cluster."""
     network_policy: NotRequired[NetworkPolicy]
     """NetworkPolicy settings."""
     stablestudio: NotRequired[StableStudio]
