@@ -279,6 +279,19 @@ class NetworkPolicy(TypedDict):
     """In-cluster namespaces allowed to call the API."""
 
 
+class Monitoring(TypedDict):
+    """How Prometheus scrapes the API's /metrics (autoscaling reads what it scrapes)."""
+
+    namespace: NotRequired[str]
+    """Prometheus's namespace, admitted by the NetworkPolicy (default: the namespace autoscaling.prometheus_url names)."""
+    pod_monitor: NotRequired[bool]
+    """Declare a monitoring.coreos.com/v1 PodMonitor for the Prometheus Operator (default false)."""
+    labels: NotRequired[dict[str, str]]
+    """Extra PodMonitor labels for the Prometheus resource's podMonitorSelector, e.g. release: kube-prometheus-stack."""
+    interval: NotRequired[str]
+    """PodMonitor scrape interval (default 15s)."""
+
+
 class StableStudioImage(TypedDict):
     """Your StableStudio image."""
 
@@ -332,6 +345,8 @@ class App(TypedDict):
     """NetworkPolicy settings."""
     stablestudio: NotRequired[StableStudio]
     """StableStudio beside the API."""
+    monitoring: NotRequired[Monitoring]
+    """Prometheus scraping: its namespace, a PodMonitor."""
 
 
 class StableDiffusionArgs(TypedDict):

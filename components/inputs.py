@@ -490,6 +490,44 @@ class StableStudio(_Model):
         return self
 
 
+# --- monitoring --------------------------------------------------------------------------
+
+# Label keys and values as Kubernetes accepts them: an optional DNS-subdomain prefix and a
+# name of at most 63 characters; values of at most 63, alphanumeric at both ends.
+_LABEL_KEY = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+_LABEL_VALUE = r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$"
+# A Prometheus duration as the PodMonitor CRD accepts it (e.g. 15s, 1m, 1m30s).
+_DURATION = r"^(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?$"
+
+
+class Monitoring(_Model):
+    """How Prometheus scrapes the API's `/metrics` (autoscaling reads what it scrapes)."""
+
+    # Prometheus's namespace: the NetworkPolicy admits it on the API port. Default: the
+    # namespace of autoscaling.prometheus_url's Service, when it names one.
+    namespace: Optional[DnsLabel] = None
+    # Declare a monitoring.coreos.com/v1 PodMonitor (the Prometheus Operator, e.g.
+    # kube-prometheus-stack, ignores the pods' prometheus.io annotations).
+    pod_monitor: bool = False
+    # Extra labels on the PodMonitor, for the Prometheus resource's podMonitorSelector
+    # (kube-prometheus-stack selects `release: <its release name>` by default).
+    labels: dict[Annotated[str, Field(pattern=_LABEL_KEY, max_length=317)],
+                 Annotated[str, Field(pattern=_LABEL_VALUE, max_length=63)]] = {}
+    # The PodMonitor's scrape interval.
+    interval: Annotated[str, Field(pattern=_DURATION, min_length=2)] = "15s"
+
+    @model_validator(mode="after")
+    def _pod_monitor_settings(self) -> "Monitoring":
+        if not self.pod_monitor:
+            unused = sorted({"labels", "interval"} & self.model_fields_set)
+            if unused:
+                raise ValueError(
+                    f"monitoring.{' and monitoring.'.join(unused)} only apply to the PodMonitor: "
+                    "set monitoring.pod_monitor: true"
+                )
+        return self
+
+
 # --- the whole app -----------------------------------------------------------------------
 
 
@@ -509,6 +547,7 @@ class AppConfig(_Model):
     image: Image = BuiltImage()
     network_policy: NetworkPolicySettings = NetworkPolicySettings()
     stablestudio: StableStudio = StableStudio()
+    monitoring: Monitoring = Monitoring()
 
     @model_validator(mode="after")
     def _stablestudio_needs_host(self) -> "AppConfig":
@@ -687,6 +726,9 @@ _PATTERN_NAMES = {
     _DNS_LABEL: "a DNS label (lower-case letters, digits and '-', at most 63)",
     _DNS_SUBDOMAIN: "a DNS name (lower-case letters, digits, '-' and '.')",
     _LORA_NAME: "an adapter name (letters, digits, '.', '_' and '-')",
+    _LABEL_KEY: "a Kubernetes label key ([prefix/]name, name at most 63 of letters, digits, '-', '_', '.')",
+    _LABEL_VALUE: "a Kubernetes label value (at most 63 of letters, digits, '-', '_', '.')",
+    _DURATION: "a Prometheus duration (e.g. 15s, 1m, 1m30s)",
 }
 
 _UNION_TAGS = {

@@ -355,7 +355,10 @@ def test_keda_scaled_object_on_queue_depth():
     (trigger,) = spec["triggers"]
     assert trigger["type"] == "prometheus"
     assert trigger["metadata"]["serverAddress"] == PROM
-    assert trigger["metadata"]["query"] == 'sum(sd_queue_depth{namespace="sd"}) or vector(0)'
+    # The labels the annotation-driven kubernetes-pods job writes (no PodMonitor here).
+    assert trigger["metadata"]["query"] == (
+        'sum(sd_queue_depth{namespace="sd",pod=~"stable-diffusion-[a-z0-9]+-[a-z0-9]+"}) or vector(0)'
+    )
     assert trigger["metadata"]["threshold"] == "6"
     # KEDA owns the replica count: Pulumi does not set it.
     assert "replicas" not in helpers.deployment(result)["spec"]

@@ -97,6 +97,7 @@ def test_defaults_match_the_design_table():
     assert app.node_pool == ExistingNodes()
     assert app.image.build.repository == "stable-diffusion-inference" and app.image.build.tag == "v1"
     assert app.image.build.registry is None
+    assert app.monitoring.namespace is None and app.monitoring.pod_monitor is False
     assert app.namespace == "stable-diffusion"
 
 

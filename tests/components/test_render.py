@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TARGET_K8S = "1.31.0"
 PROM = "http://prometheus-server.monitoring.svc:9090"
 # Custom resources and non-Kubernetes objects: not in kubernetes-validate's schemas.
-CRD_KINDS = {"NodePool", "ScaledObject"}
+CRD_KINDS = {"NodePool", "ScaledObject", "PodMonitor"}
 
 
 def _matrix() -> dict[str, dict]:
