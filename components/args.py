@@ -242,7 +242,9 @@ class ImageBuild(TypedDict):
     """Build inference/ with pulumi-docker-build."""
 
     registry: NotRequired[str]
-    """Registry (and path) to push to; without it the image is loaded locally."""
+    """Registry host (and path) to push to, e.g. ghcr.io/acme; or local_cluster."""
+    local_cluster: NotRequired[str]
+    """Instead of a registry, for a cluster on this machine: kind, k3d, minikube, docker-desktop or rancher-desktop (the image is loaded into the local Docker daemon only)."""
     name: NotRequired[str]
     """Image name (default stable-diffusion-inference)."""
     tag: NotRequired[str]
@@ -279,6 +281,19 @@ class NetworkPolicy(TypedDict):
     """Declare the NetworkPolicy (default true)."""
     allowed_namespaces: NotRequired[list[str]]
     """In-cluster namespaces allowed to call the API."""
+
+
+class Monitoring(TypedDict):
+    """How Prometheus scrapes the API's /metrics (autoscaling reads what it scrapes)."""
+
+    namespace: NotRequired[str]
+    """Prometheus's namespace, admitted by the NetworkPolicy (default: the namespace autoscaling.prometheus_url names)."""
+    pod_monitor: NotRequired[bool]
+    """Declare a monitoring.coreos.com/v1 PodMonitor for the Prometheus Operator (default false)."""
+    labels: NotRequired[dict[str, str]]
+    """Extra PodMonitor labels for the Prometheus resource's podMonitorSelector, e.g. release: kube-prometheus-stack."""
+    interval: NotRequired[str]
+    """PodMonitor scrape interval (default 15s)."""
 
 
 class StableStudioImage(TypedDict):
@@ -329,11 +344,13 @@ class App(TypedDict):
     node_pool: NotRequired[NodePool]
     """GPU nodes (default: existing)."""
     image: NotRequired[Image]
-    """Inference image (default: build inference/)."""
+    """Inference image: prebuilt, or inference/ built and pushed to a registry or loaded into a local cluster."""
     network_policy: NotRequired[NetworkPolicy]
     """NetworkPolicy settings."""
     stablestudio: NotRequired[StableStudio]
     """StableStudio beside the API."""
+    monitoring: NotRequired[Monitoring]
+    """Prometheus scraping: its namespace, a PodMonitor."""
 
 
 class StableDiffusionArgs(TypedDict):

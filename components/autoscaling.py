@@ -1,10 +1,13 @@
 """Autoscaling: a KEDA `ScaledObject` on the server's queue depth.
 
-Trigger 1 (always): Prometheus `sum(sd_queue_depth{namespace="<ns>"}) or vector(0)`
-with `threshold = target_queue_depth`: KEDA's HPA aims at that many queued requests per
-replica (desired = ceil(total queue / target)). `sd_queue_depth` is the gauge the
-server exports at `/metrics`; the query assumes the scrape config puts the pod's
-namespace in a `namespace` label (the usual kubernetes-pods job and PodMonitors do).
+Trigger 1 (always): Prometheus
+`sum(sd_queue_depth{namespace="<ns>",pod=~"<deployment>-<hash>-<suffix>"}) or vector(0)`
+(plus `job="<ns>/<name>"` with the PodMonitor) with `threshold = target_queue_depth`:
+KEDA's HPA aims at that many queued requests per replica (desired = ceil(total queue /
+target)). `sd_queue_depth` is the gauge the server exports at `/metrics`; the label names
+are the ones the scrape writes (monitoring.py: the PodMonitor's generated relabelling and
+the annotation-driven kubernetes-pods job both set `namespace` and `pod`). When nothing
+scrapes the pods, `or vector(0)` reads 0: the component warns about such setups.
 
 Trigger 2 (only with `min_replicas: 0`): at zero replicas no pod exports a queue, so a
 second query wakes the Deployment: `autoscaling.activation_query`, or by default the
@@ -28,6 +31,7 @@ from typing import Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
+from . import monitoring
 from .inputs import AppConfig, Autoscaling
 from .meta import Names
 
@@ -44,8 +48,8 @@ TRAEFIK_EMPTY_SERVICES_WARNING = (
 )
 
 
-def queue_query(names: Names) -> str:
-    return f'sum(sd_queue_depth{{namespace="{names.namespace}"}}) or vector(0)'
+def queue_query(app: AppConfig, names: Names) -> str:
+    return f"sum(sd_queue_depth{{{monitoring.series_matchers(app, names)}}}) or vector(0)"
 
 
 def default_activation_query(app: AppConfig, names: Names) -> str:
@@ -76,7 +80,7 @@ def triggers(app: AppConfig, names: Names, scaling: Autoscaling) -> list[dict]:
         "name": "queue-depth",
         "metadata": {
             "serverAddress": scaling.prometheus_url,
-            "query": queue_query(names),
+            "query": queue_query(app, names),
             "threshold": str(scaling.target_queue_depth),
             "activationThreshold": "0",
         },
@@ -101,6 +105,8 @@ def scaled_object(app: AppConfig, names: Names, opts: pulumi.ResourceOptions):
         return None
     warning = wake_up_warning(app)
     if warning:
+        pulumi.log.warn(warning)
+    for warning in monitoring.scrape_warnings(app):
         pulumi.log.warn(warning)
     return k8s.apiextensions.CustomResource(
         f"{names.base}-scaledobject",

@@ -2,9 +2,12 @@
 
 Built images are pushed to `image.build.registry` and the Deployment uses the pushed
 digest (the Image's `ref` output, `repo:tag@sha256:...`), so a rebuild with new content
-rolls the pods and an unchanged one does not. Without a registry the image is only
-loaded into the local Docker daemon (for a local cluster that shares it, e.g. Docker
-Desktop or minikube's docker-env) and referenced by tag, pulled `IfNotPresent`.
+rolls the pods and an unchanged one does not. With `image.build.local_cluster` instead,
+the image is only loaded into this machine's Docker daemon and referenced by tag, pulled
+`IfNotPresent`: Docker Desktop and Rancher Desktop (dockerd engine) run it from that
+daemon; kind, k3d and minikube keep their own image stores, so the component warns with
+the command that copies it there (docs/component.md, "Local clusters"). A config that
+gives the nodes no pullable image is refused by inputs.py before anything is declared.
 
 The build context is the repository root (the Dockerfile copies requirements/ and
 inference/). It is given relative to the program's working directory, so the same
@@ -21,11 +24,37 @@ from typing import Optional
 import pulumi
 import pulumi_docker_build as docker_build
 
-from .inputs import AppConfig, BuiltImage, PrebuiltImage
+from .inputs import AppConfig, BuiltImage, ImageBuild, PrebuiltImage
 from .meta import Names
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = "inference/Dockerfile"
+
+
+# How an image loaded into this machine's Docker daemon reaches each local cluster's nodes;
+# None where the cluster runs containers from that daemon itself.
+LOAD_COMMANDS: dict[str, Optional[str]] = {
+    "kind": "kind load docker-image {tag} [--name CLUSTER]",
+    "k3d": "k3d image import {tag} [--cluster CLUSTER]",
+    "minikube": "minikube image load {tag} [--profile PROFILE] (or run `pulumi up` after "
+                "`eval $(minikube docker-env)`, which builds straight into minikube's daemon)",
+    "docker-desktop": None,
+    "rancher-desktop": None,
+}
+
+
+def load_hint(build: ImageBuild) -> Optional[str]:
+    """The warning that tells how a locally built image gets into the local cluster."""
+    command = LOAD_COMMANDS.get(build.local_cluster or "")
+    if command is None:
+        return None
+    tag = f"{build.repository}:{build.tag}"
+    return (
+        f"image.build.local_cluster is {build.local_cluster}: the image {tag} is built into this "
+        f"machine's Docker daemon, which the cluster's nodes do not read. Copy it into the cluster "
+        f"after each build: {command.format(tag=tag)}. Until then the pods wait in ImagePullBackOff "
+        "and start on their next retry."
+    )
 
 
 @dataclass(frozen=True)
@@ -80,6 +109,9 @@ def image(
     # `ref` is computed by the provider: `repo:tag@sha256:...` after a push. It is the
     # tag for a load-only build (and is absent under test mocks: fall back to the tag).
     reference = built.ref.apply(lambda ref: ref or tag)
+    hint = load_hint(build)
+    if hint:
+        pulumi.log.warn(hint)
     # Pushed: the reference carries the digest, so `Always` costs one manifest check per
     # pod start and never pulls different bits. Load-only: there is no registry to ask.
     return ImageRef(reference, "Always" if push else "IfNotPresent", build.pull_secret, built)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union, get_args
 
 from pydantic import (
     AfterValidator,
@@ -374,6 +374,24 @@ NodePool = Annotated[Union[ExistingNodes, KarpenterNodePool, GkeNodePool], Field
 
 # --- image -------------------------------------------------------------------------------
 
+# Clusters whose nodes can run an image that exists only in this machine's Docker daemon
+# (docs/component.md, "Local clusters", says how the image reaches each one).
+LocalCluster = Literal["kind", "k3d", "minikube", "docker-desktop", "rancher-desktop"]
+LOCAL_CLUSTERS: tuple[str, ...] = get_args(LocalCluster)
+
+
+def registry_host(repository: str) -> Optional[str]:
+    """The registry host an image repository names, or None (Docker Hub implied).
+
+    Docker's rule: the first path component is a host when it has a '.' or a ':' or is
+    `localhost`; otherwise `acme/sd` means `docker.io/acme/sd` and a bare `sd` means
+    `docker.io/library/sd`.
+    """
+    first, _, rest = repository.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return None
+
 
 class PrebuiltImage(_Model):
     repository: Annotated[str, Field(pattern=r"^[a-z0-9]+([._:/-][a-z0-9]+)*$")]
@@ -398,9 +416,10 @@ class PrebuiltImage(_Model):
 
 class ImageBuild(_Model):
     # Registry (and path) to push to, e.g. ghcr.io/acme or 123.dkr.ecr.eu-west-1.amazonaws.com.
-    # Without one the image is built and loaded into the local Docker daemon only (for a
-    # local cluster that shares it) and referenced by tag.
     registry: Optional[Annotated[str, Field(pattern=r"^[a-z0-9]+([._:/-][a-z0-9]+)*$")]] = None
+    # Instead of a registry: the image is only loaded into this machine's Docker daemon, for
+    # a local cluster of this kind, and referenced by tag (pulled IfNotPresent).
+    local_cluster: Optional[LocalCluster] = None
     name: Annotated[str, Field(pattern=r"^[a-z0-9]+([._/-][a-z0-9]+)*$")] = "stable-diffusion-inference"
     tag: Annotated[str, Field(pattern=r"^[\w][\w.-]{0,127}$")] = "v1"
     platforms: list[Literal["linux/amd64", "linux/arm64"]] = ["linux/amd64"]
@@ -421,6 +440,11 @@ class ImageBuild(_Model):
             raise ValueError("image.build.username and image.build.password go together")
         if self.username is not None and self.registry is None:
             raise ValueError("image.build.username needs image.build.registry")
+        if self.registry is not None and self.local_cluster is not None:
+            raise ValueError(
+                "image.build.registry and image.build.local_cluster exclude each other: push to a "
+                "registry the cluster pulls from, or load the image into a local cluster"
+            )
         return self
 
     @property
@@ -490,6 +514,44 @@ class StableStudio(_Model):
         return self
 
 
+# --- monitoring --------------------------------------------------------------------------
+
+# Label keys and values as Kubernetes accepts them: an optional DNS-subdomain prefix and a
+# name of at most 63 characters; values of at most 63, alphanumeric at both ends.
+_LABEL_KEY = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+_LABEL_VALUE = r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$"
+# A Prometheus duration as the PodMonitor CRD accepts it (e.g. 15s, 1m, 1m30s).
+_DURATION = r"^(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?$"
+
+
+class Monitoring(_Model):
+    """How Prometheus scrapes the API's `/metrics` (autoscaling reads what it scrapes)."""
+
+    # Prometheus's namespace: the NetworkPolicy admits it on the API port. Default: the
+    # namespace of autoscaling.prometheus_url's Service, when it names one.
+    namespace: Optional[DnsLabel] = None
+    # Declare a monitoring.coreos.com/v1 PodMonitor (the Prometheus Operator, e.g.
+    # kube-prometheus-stack, ignores the pods' prometheus.io annotations).
+    pod_monitor: bool = False
+    # Extra labels on the PodMonitor, for the Prometheus resource's podMonitorSelector
+    # (kube-prometheus-stack selects `release: <its release name>` by default).
+    labels: dict[Annotated[str, Field(pattern=_LABEL_KEY, max_length=317)],
+                 Annotated[str, Field(pattern=_LABEL_VALUE, max_length=63)]] = {}
+    # The PodMonitor's scrape interval.
+    interval: Annotated[str, Field(pattern=_DURATION, min_length=2)] = "15s"
+
+    @model_validator(mode="after")
+    def _pod_monitor_settings(self) -> "Monitoring":
+        if not self.pod_monitor:
+            unused = sorted({"labels", "interval"} & self.model_fields_set)
+            if unused:
+                raise ValueError(
+                    f"monitoring.{' and monitoring.'.join(unused)} only apply to the PodMonitor: "
+                    "set monitoring.pod_monitor: true"
+                )
+        return self
+
+
 # --- the whole app -----------------------------------------------------------------------
 
 
@@ -509,6 +571,7 @@ class AppConfig(_Model):
     image: Image = BuiltImage()
     network_policy: NetworkPolicySettings = NetworkPolicySettings()
     stablestudio: StableStudio = StableStudio()
+    monitoring: Monitoring = Monitoring()
 
     @model_validator(mode="after")
     def _stablestudio_needs_host(self) -> "AppConfig":
@@ -518,6 +581,36 @@ class AppConfig(_Model):
                 "required when stablestudio.enabled is true (StableStudio is served on the "
                 "API's host and its origin is added to the API's CORS origins)",
             )
+        return self
+
+    @model_validator(mode="after")
+    def _images_reach_the_nodes(self) -> "AppConfig":
+        """Refuse an image the cluster's nodes could not pull (ErrImagePull after a long wait)."""
+        mode = self.node_pool.mode
+        # Karpenter and GKE pools make cloud VMs: they see no image of this machine.
+        remote = mode in ("karpenter", "gke")
+        image = self.image
+        if isinstance(image, BuiltImage):
+            build = image.build
+            if build.registry is None and build.local_cluster is None:
+                raise _PathError(("image",), _NO_PULLABLE_IMAGE)
+            if build.local_cluster is not None and remote:
+                raise _PathError(
+                    ("image", "build", "local_cluster"),
+                    f"node_pool.mode {mode} runs the pods on cloud nodes, which cannot see an image "
+                    f"loaded into a local {build.local_cluster} cluster: set image.build.registry "
+                    "(push it where the nodes pull from) or image.repository (a prebuilt image)",
+                )
+            if build.registry is not None and remote and registry_host(build.repository) is None:
+                raise _PathError(
+                    ("image", "build", "registry"),
+                    _no_host_message(build.registry, mode, "e.g. ghcr.io/acme"),
+                )
+        else:
+            _check_pullable(image.repository, ("image", "repository"), mode, remote, local_build_hint=True)
+        studio = self.stablestudio
+        if studio.enabled and studio.image is not None:
+            _check_pullable(studio.image.repository, ("stablestudio", "image", "repository"), mode, remote)
         return self
 
     @property
@@ -621,6 +714,44 @@ class AppConfig(_Model):
             raise _PathError(("node_pool", "spot"), problem)
 
 
+_NO_PULLABLE_IMAGE = (
+    "no image the cluster can pull: without image.build.registry the image is only built "
+    "into this machine's Docker daemon, and a remote cluster's nodes (EKS, GKE, AKS, any "
+    "Karpenter or GKE pool) then fail with ErrImagePull. Set image.build.registry (push to a "
+    "registry the nodes pull from, e.g. ghcr.io/acme), or image.repository with image.tag or "
+    "image.digest (a prebuilt image), or, for a cluster on this machine, "
+    f"image.build.local_cluster ({', '.join(LOCAL_CLUSTERS)}); see docs/component.md"
+)
+
+
+def _no_host_message(repository: str, mode: str, example: str) -> str:
+    return (
+        f"'{repository}' names no registry host, so the nodes of node_pool.mode {mode} pull it "
+        f"from Docker Hub (docker.io/{repository}): name the registry ({example}), or write "
+        f"docker.io/{repository} if Docker Hub is meant"
+    )
+
+
+def _check_pullable(
+    repository: str, loc: tuple[str, ...], mode: str, remote: bool, local_build_hint: bool = False
+) -> None:
+    """A prebuilt repository: never a bare (Docker official) name; with a host on cloud pools."""
+    if "/" not in repository:
+        message = (
+            f"'{repository}' alone means docker.io/library/{repository} (Docker's official "
+            f"images): write the registry and path (e.g. ghcr.io/acme/{repository}), or "
+            f"docker.io/library/{repository} if that is meant"
+        )
+        if local_build_hint:
+            message += (
+                ". An image that exists only on this machine cannot be a prebuilt image (a tag "
+                "is pulled Always): use image.build with image.build.local_cluster for a local cluster"
+            )
+        raise _PathError(loc, message)
+    if remote and registry_host(repository) is None:
+        raise _PathError(loc, _no_host_message(repository, mode, f"e.g. ghcr.io/{repository}"))
+
+
 class _PathError(ValueError):
     """A cross-field error that knows its own path (pydantic would report it at the root)."""
 
@@ -635,6 +766,9 @@ _PATTERN_NAMES = {
     _DNS_LABEL: "a DNS label (lower-case letters, digits and '-', at most 63)",
     _DNS_SUBDOMAIN: "a DNS name (lower-case letters, digits, '-' and '.')",
     _LORA_NAME: "an adapter name (letters, digits, '.', '_' and '-')",
+    _LABEL_KEY: "a Kubernetes label key ([prefix/]name, name at most 63 of letters, digits, '-', '_', '.')",
+    _LABEL_VALUE: "a Kubernetes label value (at most 63 of letters, digits, '-', '_', '.')",
+    _DURATION: "a Prometheus duration (e.g. 15s, 1m, 1m30s)",
 }
 
 _UNION_TAGS = {
@@ -643,14 +777,14 @@ _UNION_TAGS = {
 }
 
 
-def _format_loc(loc: tuple[Any, ...]) -> str:
+def _format_loc(loc: tuple[Any, ...], union_tags: bool = True) -> str:
     parts: list[str] = []
     skipped_tag = False
     for item in loc:
         # Drop pydantic's union-branch markers ('str', 'ConfigSecretRef', 'function-after[...]').
         if isinstance(item, str) and (item[:1].isupper() or "[" in item or item in ("str", "int")):
             continue
-        if parts and not skipped_tag and (parts[-1], item) in _UNION_TAGS:
+        if union_tags and parts and not skipped_tag and (parts[-1], item) in _UNION_TAGS:
             skipped_tag = True
             continue  # discriminated-union tag
         skipped_tag = False
@@ -668,7 +802,8 @@ def _messages(error: ValidationError) -> list[str]:
         ctx_error = (err.get("ctx") or {}).get("error")
         loc = tuple(err["loc"])
         message = err["msg"]
-        if isinstance(ctx_error, _PathError):
+        path_error = isinstance(ctx_error, _PathError)
+        if path_error:
             loc, message = ctx_error.loc, ctx_error.message
         elif message.startswith("Value error, "):
             message = message[len("Value error, ") :]
@@ -677,7 +812,8 @@ def _messages(error: ValidationError) -> list[str]:
             message = f"{err['input']!r} is not {_PATTERN_NAMES.get(pattern, f'of the form {pattern}')}"
         if err["type"] == "extra_forbidden":
             message = "unknown key (check the spelling; see docs/component.md)"
-        line = f"{_format_loc(loc)}: {message}"
+        # A _PathError's path is written as the config spells it (no union-branch tags).
+        line = f"{_format_loc(loc, union_tags=not path_error)}: {message}"
         if line not in seen:
             seen.add(line)
             lines.append(line)

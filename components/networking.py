@@ -18,19 +18,20 @@ With `stablestudio.enabled` the same Ingress gets a second path rule, `/stablest
 (Prefix) -> StableStudio's Service (stablestudio.py); the longest prefix wins.
 
 The NetworkPolicy admits traffic to the API port only from the ingress controller's
-namespace, `network_policy.allowed_namespaces`, and the Prometheus namespace when it can
-be read from `autoscaling.prometheus_url` (`http://<svc>.<namespace>.svc...`), which
-scrapes `/metrics`. Kubelet probes are not subject to NetworkPolicy.
+namespace (`ingress_http.controller_namespace`: k3s and Rancher Desktop run their built-in
+Traefik in `kube-system`), `network_policy.allowed_namespaces`, and Prometheus's namespace
+(monitoring.py: `monitoring.namespace`, else the one `autoscaling.prometheus_url` names),
+which scrapes `/metrics`. Kubelet probes are not subject to NetworkPolicy.
 """
 
 from __future__ import annotations
 
 from typing import Optional
-from urllib.parse import urlparse
 
 import pulumi
 import pulumi_kubernetes as k8s
 
+from . import monitoring
 from .inputs import AppConfig, TlsClusterIssuer, TlsSecret
 from .meta import PORT, PORT_NAME, Names
 
@@ -120,21 +121,11 @@ def ingress(app: AppConfig, names: Names, opts: pulumi.ResourceOptions) -> k8s.n
     )
 
 
-def prometheus_namespace(url: str) -> Optional[str]:
-    """`http://prometheus-server.monitoring.svc:9090` -> `monitoring`."""
-    host = urlparse(url).hostname or ""
-    parts = host.split(".")
-    if len(parts) >= 2 and (len(parts) == 2 or parts[2] == "svc"):
-        return parts[1]
-    return None
-
-
 def allowed_namespaces(app: AppConfig) -> list[str]:
     namespaces = [app.ingress_http.ingress_controller_namespace, *app.network_policy.allowed_namespaces]
-    if app.stable_diffusion.autoscaling is not None:
-        prometheus = prometheus_namespace(app.stable_diffusion.autoscaling.prometheus_url)
-        if prometheus:
-            namespaces.append(prometheus)
+    prometheus = monitoring.prometheus_namespace(app)
+    if prometheus:
+        namespaces.append(prometheus)
     return sorted(set(namespaces))
 
 

@@ -10,7 +10,7 @@ from typing import Optional
 
 import pulumi
 
-from . import autoscaling, image, networking, node_pools, secrets, stablestudio, workload
+from . import autoscaling, image, monitoring, networking, node_pools, secrets, stablestudio, workload
 from .args import ApiCredentials, ApiEndpoint, HfModel, StableDiffusionArgs
 from .inputs import parse_app_config
 from .meta import Names
@@ -20,7 +20,7 @@ _NAME = re.compile(r"^[a-z]([-a-z0-9]{0,28}[a-z0-9])?$")
 
 
 class StableDiffusion(pulumi.ComponentResource):
-    """Stable Diffusion inference on Kubernetes: GPU node pool, secrets, model cache, Deployment, Service, Ingress with auth, NetworkPolicy, PodDisruptionBudget, KEDA autoscaling and optionally StableStudio."""
+    """Stable Diffusion inference on Kubernetes: GPU node pool, secrets, model cache, Deployment, Service, Ingress with auth, NetworkPolicy, PodDisruptionBudget, KEDA autoscaling, optionally a Prometheus Operator PodMonitor and StableStudio."""
 
     external_api: pulumi.Output[ApiEndpoint]
     """{host, port, protocol, base_path, url} through the Ingress."""
@@ -55,7 +55,7 @@ class StableDiffusion(pulumi.ComponentResource):
         token = secrets.hf_token(app, names, in_ns, args.get("hf_token"))
         auth = secrets.basic_auth(app, names, in_ns)
 
-        # 4. The image (prebuilt, or built from inference/ and pushed).
+        # 4. The image (prebuilt, or built from inference/ and pushed or loaded locally).
         img = image.image(app, names, child, secrets.registry_password(app, args.get("registry_password")))
 
         # 5. Model cache, Deployment, PodDisruptionBudget.
@@ -78,10 +78,13 @@ class StableDiffusion(pulumi.ComponentResource):
             parent=self, depends_on=[ns, svc, *(r for r in (studio, studio_svc) if r)]))
         networking.network_policy(app, names, in_ns)
 
-        # 8. Autoscaling (KEDA) on the queue depth.
+        # 8. Monitoring: the PodMonitor that has the Prometheus Operator scrape /metrics (optional).
+        monitoring.pod_monitor(app, names, in_ns)
+
+        # 9. Autoscaling (KEDA) on the queue depth that Prometheus scrapes.
         autoscaling.scaled_object(app, names, pulumi.ResourceOptions(parent=self, depends_on=[ns, deployment]))
 
-        # 9. Outputs.
+        # 10. Outputs.
         self.external_api = networking.external_api(app, ing)
         self.internal_api = pulumi.Output.from_input(networking.internal_api(names))
         self.hf_model = pulumi.Output.from_input(

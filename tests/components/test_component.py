@@ -355,7 +355,10 @@ def test_keda_scaled_object_on_queue_depth():
     (trigger,) = spec["triggers"]
     assert trigger["type"] == "prometheus"
     assert trigger["metadata"]["serverAddress"] == PROM
-    assert trigger["metadata"]["query"] == 'sum(sd_queue_depth{namespace="sd"}) or vector(0)'
+    # The labels the annotation-driven kubernetes-pods job writes (no PodMonitor here).
+    assert trigger["metadata"]["query"] == (
+        'sum(sd_queue_depth{namespace="sd",pod=~"stable-diffusion-[a-z0-9]+-[a-z0-9]+"}) or vector(0)'
+    )
     assert trigger["metadata"]["threshold"] == "6"
     # KEDA owns the replica count: Pulumi does not set it.
     assert "replicas" not in helpers.deployment(result)["spec"]
@@ -442,17 +445,23 @@ def test_built_image_is_pushed_from_the_repo_root():
     assert container(result)["imagePullPolicy"] == "Always"
 
 
-def test_built_image_without_registry_is_loaded_locally():
-    result = run(app(image={"build": {}}))
+def test_built_image_for_a_local_cluster_is_loaded_into_the_local_daemon(monkeypatch):
+    seen = _warnings(monkeypatch)
+    result = run(app(image={"build": {"local_cluster": "kind"}}))
     (image,) = result.of_type("docker-build:index:Image")
     assert image.inputs["push"] is False and image.inputs["load"] is True
+    assert container(result)["image"] == "stable-diffusion-inference:v1"
     assert container(result)["imagePullPolicy"] == "IfNotPresent"
+    # kind keeps its own image store: `pulumi up` says how the image gets there.
+    assert any("kind load docker-image stable-diffusion-inference:v1" in w for w in seen), seen
 
 
-def test_default_image_is_built():
-    config = app()
-    del config["image"]
-    assert len(run(config).of_type("docker-build:index:Image")) == 1
+@pytest.mark.parametrize("cluster", ["docker-desktop", "rancher-desktop"])
+def test_a_cluster_sharing_the_daemon_needs_no_load_step(monkeypatch, cluster):
+    seen = _warnings(monkeypatch)
+    result = run(app(image={"build": {"local_cluster": cluster}}))
+    assert container(result)["imagePullPolicy"] == "IfNotPresent"
+    assert not any("local_cluster" in w for w in seen), seen
 
 
 # --- node pools --------------------------------------------------------------------------
