@@ -155,8 +155,6 @@ def _model_env(app: AppConfig) -> list[dict]:
         env.append({"name": "SD_REVISION", "value": model.revision})
     if model.loras:
         env.append({"name": "SD_LORA", "value": lora_list(app)})
-    if settings.extra_models:
-        env.append({"name": "SD_MAX_LOADED_MODELS", "value": str(settings.max_loaded_models)})
     env += [
         {"name": "SD_CACHE_DIR", "value": CACHE_MOUNT},
         {"name": "HF_HOME", "value": f"{CACHE_MOUNT}/huggingface"},
@@ -205,6 +203,8 @@ def _server_container(app: AppConfig, image: ImageRef, auth: Optional[Auth], tok
         {"name": "SD_MAX_BATCH_SIZE", "value": str(settings.max_batch_size)},
         {"name": "SD_QUEUE_SIZE", "value": str(settings.queue_size)},
     ]
+    if settings.extra_models:
+        env.append({"name": "SD_MAX_LOADED_MODELS", "value": str(settings.max_loaded_models)})
     if app.cors_origins:
         env.append({"name": "SD_CORS_ORIGINS", "value": ",".join(app.cors_origins)})
     mounts = [

@@ -8,7 +8,7 @@ from components import AppConfigError, parse_app_config
 
 from .helpers import app, container, env, pod_spec, run, with_model, with_sd
 
-MODEL_VARS = ("SD_MODEL", "SD_REVISION", "SD_LORA", "SD_MAX_LOADED_MODELS", "SD_CACHE_DIR", "HF_HOME")
+MODEL_VARS = ("SD_MODEL", "SD_REVISION", "SD_LORA", "SD_CACHE_DIR", "HF_HOME")
 STUDIO_IMAGE = {"repository": "ghcr.io/acme/stablestudio", "tag": "2024.1"}
 HOST = "sd.example.com"
 
@@ -46,6 +46,8 @@ def test_init_container_gets_the_same_model_variables_as_the_server():
     assert container(result, "model-download")["args"] == ["download"]
     for name in MODEL_VARS:
         assert init[name] == server[name], name
+    # How many checkpoints stay in memory is the server's concern; `download` has no such flag.
+    assert server["SD_MAX_LOADED_MODELS"] == "2" and "SD_MAX_LOADED_MODELS" not in init
 
 
 def test_no_loras_or_extra_models_no_variables():
