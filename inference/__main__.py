@@ -72,7 +72,7 @@ def download(settings: ModelSettings) -> int:
     so the Deployment sets SD_DEVICE for both containers.
     """
     from .engine.loading import choose_device, fetch_model
-    from .engine.lora import LoraSpec, LoraSpecError, download_adapter
+    from .engine.lora import LoraSpec, LoraSpecError, fetch_adapter
     from .engine.registry import model_refs
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -93,7 +93,7 @@ def download(settings: ModelSettings) -> int:
         return f"{fetched.folder} ({fetched.variant or 'default'} weights, for {device.device}/{device.dtype_name})"
 
     jobs = [(ref.name, lambda ref=ref: fetch(ref)) for ref in refs]
-    jobs += [(spec.source, lambda spec=spec: download_adapter(spec, settings.cache_dir)) for spec in adapters]
+    jobs += [(spec.source, lambda spec=spec: fetch_adapter(spec, settings.cache_dir)) for spec in adapters]
     for what, fetch_one in jobs:
         try:
             where = fetch_one()

@@ -21,6 +21,7 @@ import pytest
 from inference.engine.builtin import ensure_builtin
 
 from .fake_hub import FakeHub
+from .lora_fixture import make_tiny_lora
 from .server import REPO, ServerProcess
 from .variant_fixture import LOADED_COMPONENTS, build_repos, file_sums, is_weight_file, same_weights
 
@@ -39,10 +40,22 @@ EXPECTED_FP16 = {
 }
 
 
+LORA_REPO = "acme/tiny-lora"
+
+
 @pytest.fixture(scope="module")
 def repos(cache_dir, tmp_path_factory) -> dict[str, Path]:
-    built = build_repos(ensure_builtin("builtin:tiny", cache_dir), tmp_path_factory.mktemp("hub-repos"))
-    return {f"acme/tiny-{name}": folder for name, folder in built.items()}
+    builtin = ensure_builtin("builtin:tiny", cache_dir)
+    built = build_repos(builtin, tmp_path_factory.mktemp("hub-repos"))
+    # A LoRA repo as training scripts publish them: the adapter, an intermediate
+    # checkpoint's copy, and other files; a load reads the adapter only.
+    lora = make_tiny_lora(builtin, tmp_path_factory.mktemp("hub-lora") / "tiny-lora")
+    (lora / "checkpoint-500").mkdir()
+    (lora / "checkpoint-500" / "pytorch_lora_weights.safetensors").write_bytes(
+        (lora / "pytorch_lora_weights.safetensors").read_bytes())
+    (lora / "optimizer.bin").write_bytes(b"not loaded")
+    (lora / "README.md").write_text("a tiny LoRA")
+    return {**{f"acme/tiny-{name}": folder for name, folder in built.items()}, LORA_REPO: lora}
 
 
 @pytest.fixture
@@ -57,9 +70,9 @@ def _env(hub: FakeHub, **extra: str) -> dict[str, str]:
     return {**env, "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_TELEMETRY": "1", **extra}
 
 
-def _download(hub: FakeHub, cache: Path, models: list[str], **env: str) -> str:
+def _download(hub: FakeHub, cache: Path, models: list[str], *flags: str, **env: str) -> str:
     result = subprocess.run(
-        [sys.executable, "-m", "inference", "download", "--model", ",".join(models), "--cache-dir", str(cache)],
+        [sys.executable, "-m", "inference", "download", "--model", ",".join(models), "--cache-dir", str(cache), *flags],
         cwd=REPO, capture_output=True, text=True, timeout=300, env=_env(hub, **env),
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -117,7 +130,10 @@ def test_gpu_pod_prefetches_the_fp16_variant_that_serve_loads_offline(hub, repos
 
 def test_cpu_pod_prefetches_the_full_precision_files_and_serves_offline(hub, repos, tmp_path):
     cache, repo = tmp_path / "cache", "acme/tiny-both"
-    out = _download(hub, cache, [repo])  # device auto: no GPU here, so cpu/float32
+    lora = ("--lora", f"{LORA_REPO}:ink:0.8")
+    out = _download(hub, cache, [repo], *lora)  # device auto: no GPU here, so cpu/float32
+    # The LoRA repo: its adapter file only, which the server then loads offline.
+    assert hub.downloaded(LORA_REPO) == {"pytorch_lora_weights.safetensors"}
     fetched_weights = {path for path in hub.downloaded(repo) if is_weight_file(path)}
     assert fetched_weights == set(DEFAULT_FILES.values())
     assert {path for path in _cached_files(cache, repo) if is_weight_file(path)} == fetched_weights
@@ -126,13 +142,16 @@ def test_cpu_pod_prefetches_the_full_precision_files_and_serves_offline(hub, rep
     assert set(_files_read(loaded[repo], repos[repo]).values()) == fetched_weights
     # The real server, Hub unreachable (ServerProcess sets HF_HUB_OFFLINE=1), serves from it.
     asked_before = len(hub.requests)
-    with ServerProcess("--model", repo, cache_dir=cache, log_path=tmp_path / "serve.log",
+    with ServerProcess("--model", repo, *lora, cache_dir=cache, log_path=tmp_path / "serve.log",
                        env={"HF_ENDPOINT": hub.url}) as server:
-        response = httpx.post(f"{server.url}/v1/txt2img", timeout=120,
-                              json={"prompt": "a boat", "seed": 3, "width": 64, "height": 64, "steps": 2})
-        assert response.status_code == 200, response.text
-        assert len(response.json()["images"]) == 1
-        assert "from default weights" in server.log()
+        plain, with_lora = (
+            httpx.post(f"{server.url}/v1/txt2img", timeout=120,
+                       json={"prompt": prompt, "seed": 3, "width": 64, "height": 64, "steps": 2})
+            for prompt in ("a boat", "a boat <lora:ink:1>")
+        )
+        assert plain.status_code == 200 and with_lora.status_code == 200, (plain.text, with_lora.text)
+        assert plain.json()["images"] != with_lora.json()["images"]  # the adapter was loaded and applied
+        assert "from default weights" in server.log() and "loaded LoRA ink" in server.log()
     assert hub.requests[asked_before:] == []
     assert "(default weights, for cpu/float32)" in out
     assert {path for path in _cached_files(cache, repo) if is_weight_file(path)} == fetched_weights
