@@ -123,11 +123,21 @@ def fetch_adapter(spec: LoraSpec, cache_dir: Path) -> Path:
         return source.resolve()
     from huggingface_hub import HfApi, constants, hf_hub_download, snapshot_download
 
-    if constants.HF_HUB_OFFLINE:  # list what a previous fetch cached
+    def cached_files() -> list[str]:  # what a previous fetch put in the cache
         folder = Path(snapshot_download(spec.source, cache_dir=str(cache_dir), local_files_only=True))
-        files = [str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file()]
+        return [str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file()]
+
+    if constants.HF_HUB_OFFLINE:
+        files = cached_files()
     else:
-        files = HfApi().list_repo_files(spec.source)
+        try:
+            files = HfApi().list_repo_files(spec.source)
+        except Exception as error:  # Hub unreachable: the cache, as diffusers does for models
+            try:
+                files = cached_files()
+            except Exception:
+                raise error from None
+            log.warning("could not list LoRA repo %s (%s); using the cached files", spec.source, type(error).__name__)
     name = lora_weight_file(files, spec.source)
     return Path(hf_hub_download(spec.source, name, cache_dir=str(cache_dir)))
 
