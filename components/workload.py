@@ -155,6 +155,9 @@ def _model_env(app: AppConfig) -> list[dict]:
         env.append({"name": "SD_REVISION", "value": model.revision})
     if model.loras:
         env.append({"name": "SD_LORA", "value": lora_list(app)})
+    # The init container sees no GPU, yet must fetch the weights the GPU server loads
+    # (the fp16 variant): both decide from this device instead of what they can see.
+    env.append({"name": "SD_DEVICE", "value": "cuda" if app.resolved_preset.gpu_count else "cpu"})
     env += [
         {"name": "SD_CACHE_DIR", "value": CACHE_MOUNT},
         {"name": "HF_HOME", "value": f"{CACHE_MOUNT}/huggingface"},

@@ -14,7 +14,7 @@ from .config import ModelSettings, ServerSettings, env_name, flag_name, is_list_
 
 COMMANDS: dict[str, tuple[type[BaseModel], str]] = {
     "serve": (ServerSettings, "serve the HTTP API and the web playground"),
-    "download": (ModelSettings, "prefetch a model into the cache (the Deployment's init container)"),
+    "download": (ModelSettings, "prefetch into the cache exactly the files `serve` will load, for the same --device/--dtype (the Deployment's init container)"),
 }
 
 
@@ -65,9 +65,14 @@ def parse(argv: list[str] | None = None, environ: Mapping[str, str] | None = Non
 
 
 def download(settings: ModelSettings) -> int:
-    """Prefetch every model and LoRA adapter of the settings (the init container)."""
-    from .engine.loading import download as fetch
-    from .engine.lora import LoraSpec, LoraSpecError, download_adapter
+    """Prefetch every model and LoRA adapter of the settings (the init container).
+
+    The device and dtype are decided as `serve` decides them, so the same weight files
+    (the fp16 variant for float16) are fetched; the init container has no GPU of its own,
+    so the Deployment sets SD_DEVICE for both containers.
+    """
+    from .engine.loading import choose_device, fetch_model
+    from .engine.lora import LoraSpec, LoraSpecError, fetch_adapter
     from .engine.registry import model_refs
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -76,9 +81,19 @@ def download(settings: ModelSettings) -> int:
     except LoraSpecError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    try:
+        device = choose_device(settings.device, settings.dtype)
+    except ValueError as error:
+        print(f"error: --device / SD_DEVICE, --dtype / SD_DTYPE: {error}", file=sys.stderr)
+        return 2
     refs = model_refs(settings.model, settings.revision)
-    jobs = [(ref.name, lambda ref=ref: fetch(ref.name, cache_dir=settings.cache_dir, revision=ref.revision)) for ref in refs]
-    jobs += [(spec.source, lambda spec=spec: download_adapter(spec, settings.cache_dir)) for spec in adapters]
+
+    def fetch(ref):
+        fetched = fetch_model(ref.name, cache_dir=settings.cache_dir, revision=ref.revision, device=device)
+        return f"{fetched.folder} ({fetched.variant or 'default'} weights, for {device.device}/{device.dtype_name})"
+
+    jobs = [(ref.name, lambda ref=ref: fetch(ref)) for ref in refs]
+    jobs += [(spec.source, lambda spec=spec: fetch_adapter(spec, settings.cache_dir)) for spec in adapters]
     for what, fetch_one in jobs:
         try:
             where = fetch_one()

@@ -44,6 +44,12 @@ class ModelSettings(BaseModel):
         description="LoRA adapter REPO_OR_DIR[:NAME][:WEIGHT], activated per request by <lora:NAME:WEIGHT>; repeatable",
     )
     cache_dir: Path = Field(default_factory=default_cache_dir, description="model cache directory")
+    # `download` reads these too: the dtype decides which weight files (fp16 variant or
+    # full precision) are fetched, so the init container fetches what `serve` will load.
+    device: str = Field("auto", description="torch device: auto (cuda when visible, else cpu), cuda, cpu, mps")
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field(
+        "auto", description="weights dtype: auto = float16 on CUDA, float32 elsewhere; float16 loads the fp16 weight files"
+    )
 
     @field_validator("model", "lora", mode="before")
     @classmethod
@@ -68,10 +74,6 @@ class ModelSettings(BaseModel):
 class ServerSettings(ModelSettings):
     host: str = Field("127.0.0.1", description="address to listen on")
     port: int = Field(8000, ge=1, le=65535, description="port to listen on")
-    device: str = Field("auto", description="torch device: auto, cuda, cpu, mps")
-    dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field(
-        "auto", description="weights dtype: auto = float16 on CUDA, float32 elsewhere"
-    )
     max_batch_size: int = Field(4, ge=1, le=64, description="images coalesced into one pipeline call (1 = no batching)")
     batch_window_ms: float = Field(
         15.0, ge=0, le=1000, description="how long the first request of a batch waits for company"

@@ -1,13 +1,18 @@
-"""Loading a model reference into text-to-image, image-to-image and inpainting pipelines.
+"""Fetching and loading a model reference into text-to-image, image-to-image and inpainting
+pipelines.
 
 A model reference is `builtin:<name>`, a local directory written by `save_pretrained`, or a
-Hugging Face repo id. All three go through diffusers' auto pipelines' `from_pretrained`;
-img2img and inpaint pipelines are derived with `from_pipe`, which shares the already loaded
-modules instead of loading the weights a second time.
+Hugging Face repo id. `fetch_model` puts exactly the files a load reads into the cache (the
+init container's `download` calls it, and so does `load_model` before loading), so what is
+prefetched and what is served cannot drift apart. All three load from a local folder with
+diffusers' auto pipelines' `from_pretrained`; img2img and inpaint pipelines are derived with
+`from_pipe`, which shares the already loaded modules instead of loading the weights a
+second time.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -116,6 +121,96 @@ class LoadedModel:
         return self._derived[kind]
 
 
+@dataclass(frozen=True)
+class FetchedModel:
+    """A model's pipeline folder on local disk and how to load it from there."""
+
+    folder: Path
+    # "fp16" when loading in float16 and the checkpoint publishes that variant (diffusers
+    # then takes each component's fp16 files, or its default ones where it has none).
+    variant: str | None
+    # Components named in model_index.json that are not loaded (nor fetched).
+    skipped: tuple[str, ...]
+
+    def load_options(self) -> dict[str, Any]:
+        """The `from_pretrained` options that load exactly the fetched files."""
+        options: dict[str, Any] = {name: None for name in self.skipped}
+        if "safety_checker" in self.skipped:
+            options["requires_safety_checker"] = False  # skipped on purpose: no warning
+        if self.variant:
+            options["variant"] = self.variant
+        return options
+
+
+# Outputs are served to users as they are; no safety checker is fetched or loaded (the
+# operator decides on content policy, as with A1111). SD 1.5's is 0.6 to 1.2 GB.
+NOT_LOADED_COMPONENTS = ("safety_checker",)
+
+
+def weights_variant(device: DeviceConfig) -> str | None:
+    """The weight files to prefer: the fp16 variant (half the size) for float16, else the default.
+
+    bfloat16 and float32 load the full-precision files: converting fp16 files to bfloat16
+    would lose range the full-precision weights have.
+    """
+    return "fp16" if device.dtype_name == "float16" else None
+
+
+def fetch_model(model: str, *, cache_dir: Path, revision: str | None = None, device: DeviceConfig) -> FetchedModel:
+    """Make `model`'s files for `device` local; fetch from the Hub only what `load_model` reads.
+
+    For a Hub repo this is diffusers' own `DiffusionPipeline.download`, the call its
+    `from_pretrained` makes: the component folders model_index.json names, each one's
+    files of the variant where the repo has them and its default files where not,
+    safetensors over pickles, no single-file checkpoints at the repo root, no other
+    frameworks' weights. A repo with no file of the variant at all falls back to the
+    default weights. `HF_TOKEN` in the environment is used for gated or private repos and
+    is never logged.
+    """
+    wanted = weights_variant(device)
+    if is_builtin(model):
+        folder = ensure_builtin(model, cache_dir)
+    elif Path(model).expanduser().is_dir():
+        folder = Path(model).expanduser().resolve()
+    else:
+        folder = _download_pipeline(model, revision=revision, cache_dir=cache_dir, variant=wanted)
+    index = json.loads((folder / "model_index.json").read_text())
+    skipped = tuple(name for name in NOT_LOADED_COMPONENTS if name in index)
+    variant = wanted if wanted and _has_variant(folder, index, wanted, skipped) else None
+    if wanted and not variant:
+        log.info("%s has no %s weights; using its default weights, as %s", model, wanted, device.dtype_name)
+    return FetchedModel(folder=folder, variant=variant, skipped=skipped)
+
+
+def _download_pipeline(repo: str, *, revision: str | None, cache_dir: Path, variant: str | None) -> Path:
+    from diffusers import DiffusionPipeline
+
+    options: dict[str, Any] = {"cache_dir": str(cache_dir), "revision": revision}
+    # A component passed as an argument is not downloaded (that is how from_pretrained skips it).
+    options.update({name: None for name in NOT_LOADED_COMPONENTS})
+    if variant:
+        try:
+            return Path(DiffusionPipeline.download(repo, variant=variant, **options))
+        except ValueError as error:  # diffusers: "no such modeling files are available"
+            if variant not in str(error):
+                raise
+            log.info("%s publishes no %s weights; fetching the default weights", repo, variant)
+    return Path(DiffusionPipeline.download(repo, **options))
+
+
+def _has_variant(folder: Path, index: dict[str, Any], variant: str, skipped: tuple[str, ...]) -> bool:
+    """Whether a loaded component has weight files of `variant` (diffusers' own test:
+    `diffusion_pytorch_model.fp16.safetensors`, `model.fp16-00001-of-00002.safetensors`)."""
+    components = [name for name, value in index.items() if isinstance(value, list) and name not in skipped]
+    return any(
+        path.name.split(".")[1].startswith(variant)
+        for name in components
+        if (folder / name).is_dir()
+        for path in (folder / name).iterdir()
+        if path.name.count(".") >= 2
+    )
+
+
 def load_model(
     model: str,
     *,
@@ -128,58 +223,28 @@ def load_model(
 
     device = device or choose_device()
     started = time.perf_counter()
-    source = resolve_source(model, cache_dir)
-    options: dict[str, Any] = {"dtype": device.dtype, "cache_dir": str(cache_dir)}
-    if revision and not is_builtin(model):
-        options["revision"] = revision
-    pipeline = _from_pretrained(AutoPipelineForText2Image, source, options, half=device.dtype_name == "float16")
+    # The same call as the init container's `download`: with its files cached, no download here.
+    fetched = fetch_model(model, cache_dir=cache_dir, revision=revision, device=device)
+    pipeline = AutoPipelineForText2Image.from_pretrained(str(fetched.folder), dtype=device.dtype, **fetched.load_options())
     pipeline.set_progress_bar_config(disable=True)
     # Decode one image at a time: VAE decoding dominates peak memory at large batches,
     # and a per-image decode keeps an image independent of what it was batched with.
     pipeline.vae.enable_slicing()
-    # Outputs are served to users as they are; no safety checker is loaded (the
-    # operator decides on content policy, as with A1111).
-    if getattr(pipeline, "safety_checker", None) is not None:
-        pipeline.safety_checker = None
     pipeline.to(device.device)
     if device.device == "cpu":
         make_batch_invariant(pipeline)
     if device.channels_last:
         pipeline.unet.to(memory_format=torch.channels_last)
     seconds = time.perf_counter() - started
-    log.info("loaded model %s (%s) on %s/%s in %.2fs", model, type(pipeline).__name__, device.device, device.dtype_name, seconds)
+    log.info(
+        "loaded model %s (%s) on %s/%s from %s weights in %.2fs",
+        model, type(pipeline).__name__, device.device, device.dtype_name, fetched.variant or "default", seconds,
+    )
     return LoadedModel(
         name=model,
-        source=source,
+        source=resolve_source(model, cache_dir),
         device=device,
         text2img=pipeline,
         load_seconds=seconds,
         is_sdxl="XL" in type(pipeline).__name__,
     )
-
-
-def _from_pretrained(auto_class, source: str, options: dict[str, Any], *, half: bool):
-    # Hub repos often publish a smaller fp16 variant; use it when loading in fp16 and fall
-    # back to the full-precision files when the repo has none.
-    if half:
-        try:
-            return auto_class.from_pretrained(source, variant="fp16", **options)
-        except (OSError, ValueError) as error:
-            log.info("no fp16 variant for %s (%s); loading the default weights", source, type(error).__name__)
-    return auto_class.from_pretrained(source, **options)
-
-
-def download(model: str, *, cache_dir: Path, revision: str | None = None) -> str:
-    """Fetch a model into the cache (init container). Returns where it now lies.
-
-    Only the files a diffusers pipeline needs are fetched (DiffusionPipeline.download
-    skips other frameworks' weights). `HF_TOKEN` in the environment is used by
-    huggingface_hub for gated or private repos and is never logged.
-    """
-    if is_builtin(model):
-        return str(ensure_builtin(model, cache_dir))
-    if Path(model).expanduser().is_dir():
-        return str(Path(model).expanduser().resolve())
-    from diffusers import DiffusionPipeline
-
-    return str(DiffusionPipeline.download(model, revision=revision, cache_dir=str(cache_dir)))

@@ -88,28 +88,71 @@ def extract_adapters(prompt: str, available: dict[str, LoraSpec]) -> tuple[str, 
     return clean, tuple(sorted(wanted.items()))
 
 
-def download_adapter(spec: LoraSpec, cache_dir: Path) -> str:
-    """Prefetch an adapter from the Hub into the cache (a local file or directory is used as is)."""
-    if Path(spec.source).expanduser().exists():
-        return str(Path(spec.source).expanduser().resolve())
-    from huggingface_hub import snapshot_download
+# What diffusers' `load_lora_weights` takes from a repo when given no file name: a
+# `.safetensors` file (else a `.bin`), not a training checkpoint's, scheduler's or
+# optimizer's, preferring the standard `pytorch_lora_weights` name.
+_LORA_STANDARD_NAME = "pytorch_lora_weights"
+_NOT_LORA_WEIGHTS = ("scheduler", "optimizer", "checkpoint")
 
-    return snapshot_download(spec.source, cache_dir=str(cache_dir), allow_patterns=["*.safetensors", "*.json"])
+
+def lora_weight_file(repo_files: list[str], repo: str) -> str:
+    """The one file of a LoRA repo that is loaded (and so the only one prefetched)."""
+    for extension in (".safetensors", ".bin"):
+        candidates = sorted(
+            name for name in repo_files
+            if name.endswith(extension) and not any(word in name for word in _NOT_LORA_WEIGHTS)
+        )
+        standard = [name for name in candidates if name.endswith(_LORA_STANDARD_NAME + extension)]
+        chosen = (standard or candidates)[:1]
+        if chosen:
+            if len(standard or candidates) > 1:
+                log.info("LoRA repo %s has several weight files; using %s", repo, chosen[0])
+            return chosen[0]
+    raise FileNotFoundError(f"LoRA repo {repo!r} has no .safetensors or .bin weight file")
+
+
+def fetch_adapter(spec: LoraSpec, cache_dir: Path) -> Path:
+    """The adapter's weights on local disk: a local file or directory as is; for a Hub
+    repo its one weight file (`lora_weight_file`), fetched into the cache.
+
+    The init container's `download` and the server's `load_adapters` both call this, so
+    the server loads exactly the prefetched file, with the Hub unreachable too.
+    """
+    source = Path(spec.source).expanduser()
+    if source.exists():
+        return source.resolve()
+    from huggingface_hub import HfApi, constants, hf_hub_download, snapshot_download
+
+    def cached_files() -> list[str]:  # what a previous fetch put in the cache
+        folder = Path(snapshot_download(spec.source, cache_dir=str(cache_dir), local_files_only=True))
+        return [str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file()]
+
+    if constants.HF_HUB_OFFLINE:
+        files = cached_files()
+    else:
+        try:
+            files = HfApi().list_repo_files(spec.source)
+        except Exception as error:  # Hub unreachable: the cache, as diffusers does for models
+            try:
+                files = cached_files()
+            except Exception:
+                raise error from None
+            log.warning("could not list LoRA repo %s (%s); using the cached files", spec.source, type(error).__name__)
+    name = lora_weight_file(files, spec.source)
+    return Path(hf_hub_download(spec.source, name, cache_dir=str(cache_dir)))
 
 
 def load_adapters(pipeline: Any, specs: list[LoraSpec], cache_dir: Path) -> dict[str, LoraSpec]:
     """Load every adapter onto `pipeline`, inactive. Returns those that loaded."""
     loaded: dict[str, LoraSpec] = {}
     for spec in specs:
-        source = Path(spec.source).expanduser()
+        source = fetch_adapter(spec, cache_dir)
         options: dict[str, Any] = {"adapter_name": spec.name}
         if source.is_file():
-            location: str = str(source.parent)
+            location = str(source.parent)
             options["weight_name"] = source.name
         else:
-            location = str(source) if source.is_dir() else spec.source
-            if not source.is_dir():
-                options["cache_dir"] = str(cache_dir)
+            location = str(source)
         pipeline.load_lora_weights(location, **options)
         loaded[spec.name] = spec
         log.info("loaded LoRA %s from %s", spec.name, spec.source)

@@ -8,7 +8,7 @@ from components import AppConfigError, parse_app_config
 
 from .helpers import app, container, env, pod_spec, run, with_model, with_sd
 
-MODEL_VARS = ("SD_MODEL", "SD_REVISION", "SD_LORA", "SD_CACHE_DIR", "HF_HOME")
+MODEL_VARS = ("SD_MODEL", "SD_REVISION", "SD_LORA", "SD_DEVICE", "SD_CACHE_DIR", "HF_HOME")
 STUDIO_IMAGE = {"repository": "ghcr.io/acme/stablestudio", "tag": "2024.1"}
 HOST = "sd.example.com"
 
@@ -48,6 +48,14 @@ def test_init_container_gets_the_same_model_variables_as_the_server():
         assert init[name] == server[name], name
     # How many checkpoints stay in memory is the server's concern; `download` has no such flag.
     assert server["SD_MAX_LOADED_MODELS"] == "2" and "SD_MAX_LOADED_MODELS" not in init
+
+
+@pytest.mark.parametrize("preset,device", [("gpu-l4-x1", "cuda"), ("cpu-small", "cpu")])
+def test_init_container_fetches_for_the_servers_device(preset, device):
+    # The init container has no GPU: without SD_DEVICE it would fetch full-precision
+    # weights while the GPU server loads the fp16 variant.
+    result = run(app(preset={"name": preset}))
+    assert env(container(result, "model-download"))["SD_DEVICE"] == env(container(result))["SD_DEVICE"] == device
 
 
 def test_no_loras_or_extra_models_no_variables():

@@ -37,6 +37,16 @@ def test_download_takes_model_revision_and_cache_dir(tmp_path):
     assert (command, settings.model, settings.revision, settings.cache_dir) == ("download", ["org/repo"], "abc123", tmp_path)
 
 
+def test_download_and_serve_read_the_same_device_and_dtype():
+    # The dtype decides which weight files are fetched; the Deployment gives both containers SD_DEVICE.
+    environ = {"SD_DEVICE": "cuda", "SD_DTYPE": "float16"}
+    for command in ("download", "serve"):
+        _, settings = parse([command], environ)
+        assert (settings.device, settings.dtype) == ("cuda", "float16"), command
+    _, settings = parse(["download", "--device", "cpu", "--dtype", "float32"], environ)
+    assert (settings.device, settings.dtype) == ("cpu", "float32")
+
+
 def test_models_and_loras_repeat_or_comma_separate_and_flags_replace_the_environment():
     environ = {"SD_MODEL": "org/a,org/b@v2", "SD_LORA": "/loras/ink:ink:0.5"}
     _, from_env = parse(["serve"], environ)
@@ -52,6 +62,7 @@ def test_models_and_loras_repeat_or_comma_separate_and_flags_replace_the_environ
         (["serve", "--port", "http"], {}, "--port / SD_PORT"),
         (["serve"], {"SD_MAX_BATCH_SIZE": "0"}, "--max-batch-size / SD_MAX_BATCH_SIZE"),
         (["serve", "--dtype", "float8"], {}, "--dtype / SD_DTYPE"),
+        (["download"], {"SD_DTYPE": "float8"}, "--dtype / SD_DTYPE"),
         (["serve", "--auth-file", "/no/such/htpasswd"], {}, "--auth-file / SD_AUTH_FILE"),
         (["serve", "--lora", "/l/ink:ink:heavy"], {}, "--lora / SD_LORA"),
         (["serve"], {"SD_LORA": "/a/ink,/b/ink"}, "--lora / SD_LORA"),

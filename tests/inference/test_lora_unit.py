@@ -40,3 +40,15 @@ def test_unknown_adapter_names_the_adapter_and_the_choices():
     with pytest.raises(UnknownLoraError) as error:
         extract_adapters("x <lora:nope:1>", {"ink": LoraSpec("/x", "ink")})
     assert "'nope'" in str(error.value) and "ink" in str(error.value)
+
+
+def test_the_one_lora_file_fetched_and_loaded_from_a_repo():
+    from inference.engine.lora import lora_weight_file
+
+    trained = ["README.md", "checkpoint-500/pytorch_lora_weights.safetensors", "optimizer.bin",
+               "pytorch_lora_weights.bin", "pytorch_lora_weights.safetensors", "samples.safetensors"]
+    assert lora_weight_file(trained, "a/b") == "pytorch_lora_weights.safetensors"
+    assert lora_weight_file(["README.md", "ink-v2.safetensors", "ink-v1.safetensors"], "a/b") == "ink-v1.safetensors"
+    assert lora_weight_file(["pytorch_lora_weights.bin", "scheduler.bin"], "a/b") == "pytorch_lora_weights.bin"
+    with pytest.raises(FileNotFoundError, match="'a/b' has no .safetensors or .bin"):
+        lora_weight_file(["README.md", "checkpoint-1/x.safetensors"], "a/b")

@@ -1,0 +1,39 @@
+"""What `serve` loads, reported as JSON: `python -m tests.inference.offline_load SERVE_ARGS...`
+
+The arguments are `serve`'s and go through its own parser (flags and SD_* variables), its
+device/dtype decision and `load_model`, the function the server loads every checkpoint
+with. One thing differs, for machines without a GPU: a CUDA decision (float16) is kept but
+the modules are placed on the CPU. Prints, per model, the pipeline class, the weights'
+dtype and each loaded module's tensor sums (tests/inference/variant_fixture.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+
+from inference.__main__ import parse
+from inference.engine.loading import choose_device, load_model
+from inference.engine.registry import model_refs
+
+from .variant_fixture import LOADED_COMPONENTS, tensor_sums
+
+if __name__ == "__main__":
+    import torch
+
+    _, settings = parse(["serve", *sys.argv[1:]])
+    device = choose_device(settings.device, settings.dtype)
+    if device.device == "cuda" and not torch.cuda.is_available():
+        device = dataclasses.replace(device, device="cpu", channels_last=False)
+    report = {}
+    for ref in model_refs(settings.model, settings.revision):
+        model = load_model(ref.name, cache_dir=settings.cache_dir, revision=ref.revision, device=device)
+        pipeline = model.text2img
+        report[ref.name] = {
+            "pipeline": type(pipeline).__name__,
+            "dtype": str(pipeline.unet.dtype),
+            "safety_checker": pipeline.safety_checker is not None,
+            "modules": {name: tensor_sums(getattr(pipeline, name).state_dict()) for name in LOADED_COMPONENTS},
+        }
+    print(json.dumps(report))
