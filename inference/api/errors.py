@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..serving.batcher import GenerationFailed, QueueFull, ShuttingDown
+from ..errors import GenerationFailed, OutOfMemory, QueueFull, ShuttingDown, WorkerStopped
 from .generation import ClientDisconnected
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,10 @@ CLIENT_CLOSED_REQUEST = 499
 
 def error_response(status: int, kind: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": kind, "detail": detail, "body": None, "errors": None}, status_code=status, headers=headers)
+
+
+def failure_status(error: GenerationFailed) -> int:
+    return 503 if isinstance(error, (OutOfMemory, WorkerStopped)) else 500
 
 
 def _json_safe(value: Any) -> Any:
@@ -61,7 +65,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(GenerationFailed)
     async def generation_failed(request: Request, error: GenerationFailed) -> JSONResponse:
-        return error_response(error.status, error.kind, str(error))
+        return error_response(failure_status(error), error.kind, str(error))
 
     @app.exception_handler(ClientDisconnected)
     async def client_disconnected(request: Request, error: ClientDisconnected) -> JSONResponse:

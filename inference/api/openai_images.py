@@ -20,7 +20,8 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..engine.registry import UnknownModelError
-from ..serving.batcher import GenerationFailed, QueueFull, ShuttingDown
+from ..errors import GenerationFailed, QueueFull, ShuttingDown
+from .errors import failure_status
 from .dependencies import GenerationServiceDep, RuntimeDep
 from .generation import field_error
 from .schemas import NullMeansDefault, Txt2ImgRequest
@@ -60,7 +61,7 @@ class OpenAIErrorRoute(APIRoute):
             except ShuttingDown as error:
                 return openai_error(503, str(error), kind="server_error", headers={"Retry-After": "5"})
             except GenerationFailed as error:
-                return openai_error(error.status, str(error), kind="server_error", code=error.kind)
+                return openai_error(failure_status(error), str(error), kind="server_error", code=error.kind)
 
         return handle
 
