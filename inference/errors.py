@@ -23,7 +23,6 @@ class InvalidInput(ServiceError):
     def __init__(self, field: str | tuple[str | int, ...], message: str, value: Any = None):
         self.field: tuple[str | int, ...] = field if isinstance(field, tuple) else (field,)
         self.value = value
-        self.reason = message
         super().__init__(f"{self.field_name}: {message}")
 
     @property

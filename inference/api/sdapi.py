@@ -12,8 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Body
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import InvalidInput
-from ..imaging import ImageInputError, decode_image, read_parameters
+from ..imaging import decode_image, read_parameters
 from ..infotext import parse_infotext
 from ..service.schemas import GenerationResponse, Img2ImgRequest, Txt2ImgRequest
 from .dependencies import A1111StateDep, DisconnectCheckDep, GenerationServiceDep
@@ -154,10 +153,7 @@ class PngInfoResponse(BaseModel):
 
 @router.post("/png-info", response_model=PngInfoResponse, summary="Read the generation parameters stored in an image")
 async def png_info(body: PngInfoRequest) -> PngInfoResponse:
-    try:
-        image = decode_image(body.image, "image")
-    except ImageInputError as error:
-        raise InvalidInput("image", str(error)) from None
+    image = decode_image(body.image, "image")
     text = read_parameters(image) or ""
     items = {
         key: value

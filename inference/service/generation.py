@@ -21,7 +21,7 @@ from ..engine.loading import LoadedModel
 from ..engine.lora import extract_adapters
 from ..engine.samplers import AUTOMATIC, UnknownSamplerError, resolve
 from ..errors import ClientDisconnected, InitImageNotFound, InvalidInput, ModelNotFound
-from ..imaging import ImageInputError, decode_image, encode_png, fit
+from ..imaging import decode_image, encode_png, fit
 from ..infotext import format_infotext
 from ..serving.batcher import JobResult
 from .history import GenerationHistory
@@ -151,20 +151,14 @@ class GenerationService:
             raise InitImageNotFound()
         images = []
         for index, data in enumerate(req.init_images):
-            try:
-                image = decode_image(data, f"init_images.{index}")
-            except ImageInputError as error:
-                raise InvalidInput(("init_images", index), str(error)) from None
+            image = decode_image(data, ("init_images", index))
             images.append(fit(image, width, height, req.resize_mode))
         return images
 
     def _mask(self, req: Img2ImgRequest, width: int, height: int) -> Image.Image | None:
         if not req.mask:
             return None
-        try:
-            mask = decode_image(req.mask, "mask")
-        except ImageInputError as error:
-            raise InvalidInput("mask", str(error)) from None
+        mask = decode_image(req.mask, "mask")
         mask = fit(mask.convert("L"), width, height, req.resize_mode).convert("L")
         if req.inpainting_mask_invert:
             mask = ImageOps.invert(mask)
