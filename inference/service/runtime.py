@@ -15,10 +15,10 @@ from ..config import ServerSettings
 from ..engine.generate import run_batch
 from ..engine.loading import LoadedModel, choose_device
 from ..engine.lora import LoraSpec
+from ..engine.oom import BatchRunner
 from ..engine.registry import ModelRef, ModelRegistry, model_refs
 from ..errors import NotReady
 from ..metrics import Metrics
-from ..engine.oom import BatchRunner
 from ..serving.batcher import Batcher
 from ..serving.process_clock import process_started_monotonic
 

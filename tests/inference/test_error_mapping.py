@@ -58,7 +58,9 @@ def test_an_invalid_field_is_fastapi_s_422_for_a1111_and_a_400_naming_openai_s_f
     a1111 = a1111_response(error)
     assert a1111.status_code == 422
     assert _body(a1111) == {
-        "detail": [{"type": "value_error", "loc": ["body", "width"], "msg": "width: must be a multiple of 8, got 65", "input": 65}]
+        "detail": [
+            {"type": "value_error", "loc": ["body", "width"], "msg": "width: must be a multiple of 8, got 65", "input": 65}
+        ]
     }
     openai = openai_response(error)
     assert openai.status_code == 400
@@ -90,5 +92,7 @@ def test_openai_shapes_for_the_queue_a_missing_model_and_a_failed_batch():
 
 def test_the_a1111_body_is_built_in_one_place_for_middleware_and_auth_too():
     response = a1111_error(401, "Unauthorized", "valid HTTP Basic credentials are required", {"WWW-Authenticate": "Basic"})
-    assert _body(response) == {"error": "Unauthorized", "detail": "valid HTTP Basic credentials are required", "body": None, "errors": None}
+    assert _body(response) == {
+        "error": "Unauthorized", "detail": "valid HTTP Basic credentials are required", "body": None, "errors": None,
+    }
     assert response.headers["www-authenticate"] == "Basic"
