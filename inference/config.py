@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .engine.lora import LoraSpec
+
 ENV_PREFIX = "SD_"
 
 
@@ -59,8 +61,6 @@ class ModelSettings(BaseModel):
     @field_validator("lora")
     @classmethod
     def _lora_specs_parse(cls, value: list[str]) -> list[str]:
-        from .engine.lora import LoraSpec
-
         names = [LoraSpec.parse(text).name for text in value]  # raises naming the bad spec
         if len(set(names)) != len(names):
             raise ValueError(f"LoRA names must be unique, got {names}")

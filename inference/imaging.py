@@ -5,46 +5,40 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-from typing import Literal
 
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
+
+from .errors import InvalidInput
 
 PARAMETERS_CHUNK = "parameters"  # the tEXt key A1111 writes and `png-info` reads
 MAX_DECODED_PIXELS = 4096 * 4096
 
 
-class ImageInputError(ValueError):
-    """An input image could not be decoded; `field` names where it came from."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
-
-
-def decode_image(data: str, field: str) -> Image.Image:
-    """Raw base64 or a `data:image/...;base64,` URL to a PIL image, or ImageInputError."""
+def decode_image(data: str, field: str | tuple[str | int, ...]) -> Image.Image:
+    """Raw base64 or a `data:image/...;base64,` URL to a PIL image; InvalidInput naming
+    `field` (where in the request the image came from) if it is not one."""
     if not isinstance(data, str) or not data.strip():
-        raise ImageInputError(field, "expected a base64-encoded image, got an empty value")
+        raise InvalidInput(field, "expected a base64-encoded image, got an empty value")
     payload = data.strip()
     if payload.startswith("data:"):
         header, _, payload = payload.partition(",")
         if ";base64" not in header:
-            raise ImageInputError(field, "data URL must be base64-encoded")
+            raise InvalidInput(field, "data URL must be base64-encoded")
     try:
         raw = base64.b64decode(payload + "=" * (-len(payload) % 4), validate=False)
     except (binascii.Error, ValueError):
-        raise ImageInputError(field, "is not valid base64") from None
+        raise InvalidInput(field, "is not valid base64") from None
     if not raw:
-        raise ImageInputError(field, "is not valid base64")
+        raise InvalidInput(field, "is not valid base64")
     try:
         image = Image.open(io.BytesIO(raw))
         if image.width * image.height > MAX_DECODED_PIXELS:
-            raise ImageInputError(field, f"image is {image.width}x{image.height}, larger than allowed")
+            raise InvalidInput(field, f"image is {image.width}x{image.height}, larger than allowed")
         image.load()
-    except ImageInputError:
+    except InvalidInput:
         raise
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError):
-        raise ImageInputError(field, "is not a decodable image (PNG, JPEG, WebP, ...)") from None
+        raise InvalidInput(field, "is not a decodable image (PNG, JPEG, WebP, ...)") from None
     return image
 
 
@@ -62,9 +56,6 @@ def encode_png(image: Image.Image, parameters: str | None = None) -> str:
 def read_parameters(image: Image.Image) -> str | None:
     text = getattr(image, "text", None) or {}
     return text.get(PARAMETERS_CHUNK) or image.info.get(PARAMETERS_CHUNK)
-
-
-ResizeMode = Literal[0, 1, 2, 3]
 
 
 def fit(image: Image.Image, width: int, height: int, resize_mode: int = 0) -> Image.Image:

@@ -21,7 +21,7 @@ import uvicorn
 
 from .api.app import create_app
 from .config import ServerSettings
-from .serving.batcher import BatchRunner
+from .engine.oom import BatchRunner
 
 log = logging.getLogger(__name__)
 

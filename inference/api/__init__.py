@@ -1,1 +1,2 @@
-"""The HTTP API: one FastAPI app, one router per API dialect."""
+"""The HTTP API: one FastAPI app, one router per API dialect, and the one mapping of
+domain errors to each dialect's error shape (`errors.py`)."""

@@ -9,14 +9,15 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from ..config import ServerSettings
-from ..serving.batcher import BatchRunner
+from ..engine.oom import BatchRunner
+from ..service.generation import VERSION, GenerationService
+from ..service.history import GenerationHistory, ImageUrlStore
+from ..service.options import A1111State
+from ..service.runtime import Runtime
 from . import openai_images, ops, sdapi, sdapi_catalog, seed, stablestudio
 from .auth import BasicAuth, BasicAuthMiddleware, load_htpasswd
 from .errors import install_error_handlers
-from .generation import VERSION, GenerationService
-from .history import GenerationHistory, ImageUrlStore
 from .middleware import BodySizeLimitMiddleware, MetricsMiddleware
-from .runtime import Runtime
 from .web import mount_web
 
 DESCRIPTION = """Stable Diffusion over HTTP, in three dialects:
@@ -42,10 +43,12 @@ def create_app(
             await runtime.stop()
 
     app = FastAPI(title="Stable Diffusion", version=VERSION.split()[-1], description=DESCRIPTION, lifespan=lifespan)
+    # The service objects of this app, read by the routes through api/dependencies.py.
     app.state.runtime = runtime
     app.state.history = GenerationHistory(settings.history_size)
     app.state.image_urls = ImageUrlStore(settings.image_url_capacity, settings.image_url_ttl_seconds)
-    app.state.generation = GenerationService(settings, runtime, history=app.state.history)
+    app.state.a1111 = A1111State(runtime)
+    app.state.generation = GenerationService(settings, runtime, app.state.a1111, history=app.state.history)
     install_error_handlers(app)
     app.include_router(ops.router)
     app.include_router(seed.router)

@@ -19,8 +19,9 @@ from collections import OrderedDict
 from pathlib import Path
 
 import bcrypt
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .errors import a1111_error
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 REALM = "stable-diffusion"
@@ -111,9 +112,10 @@ class BasicAuthMiddleware:
         if self.auth.check(header):
             await self.app(scope, receive, send)
             return
-        response = JSONResponse(
-            {"error": "Unauthorized", "detail": "valid HTTP Basic credentials are required", "body": None, "errors": None},
-            status_code=401,
+        response = a1111_error(
+            401,
+            "Unauthorized",
+            "valid HTTP Basic credentials are required",
             headers={"WWW-Authenticate": f'Basic realm="{REALM}", charset="UTF-8"'},
         )
         await response(scope, receive, send)

@@ -1,4 +1,8 @@
-"""FastAPI dependencies shared by the routers."""
+"""What the routes need, as FastAPI dependencies: the one place that reads `app.state`.
+
+`api/app.py` builds the service objects once per app and puts them on `app.state`;
+routes ask for them by type (`runtime: RuntimeDep`), never reach into the app.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from .generation import GenerationService
-from .runtime import Runtime
+from ..service.generation import DisconnectCheck, GenerationService
+from ..service.history import GenerationHistory, ImageUrlStore
+from ..service.options import A1111State
+from ..service.runtime import Runtime
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -18,5 +24,26 @@ def get_generation_service(request: Request) -> GenerationService:
     return request.app.state.generation
 
 
+def get_a1111_state(request: Request) -> A1111State:
+    return request.app.state.a1111
+
+
+def get_history(request: Request) -> GenerationHistory:
+    return request.app.state.history
+
+
+def get_image_urls(request: Request) -> ImageUrlStore:
+    return request.app.state.image_urls
+
+
+def get_disconnect_check(request: Request) -> DisconnectCheck:
+    """How the service asks, while a request waits in the queue, whether its client left."""
+    return request.is_disconnected
+
+
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 GenerationServiceDep = Annotated[GenerationService, Depends(get_generation_service)]
+A1111StateDep = Annotated[A1111State, Depends(get_a1111_state)]
+HistoryDep = Annotated[GenerationHistory, Depends(get_history)]
+ImageUrlsDep = Annotated[ImageUrlStore, Depends(get_image_urls)]
+DisconnectCheckDep = Annotated[DisconnectCheck, Depends(get_disconnect_check)]

@@ -9,6 +9,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..metrics import Metrics
+from .errors import a1111_error
 
 
 class BodyTooLarge(HTTPException):
@@ -19,15 +20,7 @@ class BodyTooLarge(HTTPException):
 
 
 def _too_large(limit: int) -> JSONResponse:
-    return JSONResponse(
-        {
-            "error": "PayloadTooLarge",
-            "detail": f"body: request body is larger than the limit of {limit} bytes",
-            "body": None,
-            "errors": None,
-        },
-        status_code=413,
-    )
+    return a1111_error(413, "PayloadTooLarge", f"body: request body is larger than the limit of {limit} bytes")
 
 
 class BodySizeLimitMiddleware:

@@ -15,29 +15,20 @@ from typing import Any, Callable, Literal
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..engine.registry import UnknownModelError
-from ..serving.batcher import GenerationFailed, QueueFull, ShuttingDown
-from .dependencies import GenerationServiceDep, RuntimeDep
-from .generation import field_error
-from .schemas import NullMeansDefault, Txt2ImgRequest
+from ..errors import ClientDisconnected, InvalidInput, ModelNotFound, ServiceError
+from ..service.schemas import NullMeansDefault, Txt2ImgRequest
+from .dependencies import DisconnectCheckDep, GenerationServiceDep, ImageUrlsDep, RuntimeDep
+from .errors import openai_http_error, openai_response, openai_validation_error
 
 # Names OpenAI clients send by default; they select this server's model, as any client
 # written for OpenAI would otherwise need code changes.
 OPENAI_MODEL_NAMES = frozenset({"dall-e-2", "dall-e-3", "gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5"})
-# Our request fields, as OpenAI's clients know them.
-_PARAM_NAMES = {"width": "size", "height": "size", "batch_size": "n"}
 # A model's `created` in OpenAI's listing; a served checkpoint has no better date.
 _SERVING_SINCE = int(time.time())
-
-
-def openai_error(status: int, message: str, *, kind: str, param: str | None = None, code: str | None = None,
-                 headers: dict[str, str] | None = None) -> JSONResponse:
-    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
-    return JSONResponse(body, status_code=status, headers=headers)
 
 
 class OpenAIErrorRoute(APIRoute):
@@ -50,38 +41,15 @@ class OpenAIErrorRoute(APIRoute):
             try:
                 return await handler(request)
             except RequestValidationError as error:
-                return _validation_error(error.errors()[0])
+                return openai_validation_error(error.errors()[0])
             except HTTPException as error:
-                kind = "invalid_request_error" if error.status_code < 500 else "server_error"
-                return openai_error(error.status_code, str(error.detail), kind=kind, headers=error.headers)
-            except QueueFull as error:
-                return openai_error(429, str(error), kind="rate_limit_error", code="queue_full",
-                                    headers={"Retry-After": str(error.retry_after)})
-            except ShuttingDown as error:
-                return openai_error(503, str(error), kind="server_error", headers={"Retry-After": "5"})
-            except GenerationFailed as error:
-                return openai_error(error.status, str(error), kind="server_error", code=error.kind)
+                return openai_http_error(error)
+            except ClientDisconnected:
+                raise  # nobody reads the answer; the app's handler logs it
+            except ServiceError as error:
+                return openai_response(error)
 
         return handle
-
-
-def _validation_error(first: dict) -> JSONResponse:
-    """A 400 naming the field as the client sent it (`n`, `size`), not our own names."""
-    if first.get("type") == "json_invalid":
-        return openai_error(400, "We could not parse the JSON body of your request: it is not valid JSON.",
-                            kind="invalid_request_error")
-    location = [str(part) for part in first.get("loc", ()) if part != "body"]
-    message = first.get("msg", "invalid request")
-    if not location or not location[0].isidentifier():  # the body itself is wrong (not an object)
-        return openai_error(400, f"the request body is invalid: {message}", kind="invalid_request_error")
-    ours = location[0]
-    param = _PARAM_NAMES.get(ours, ours)
-    path = ".".join([param, *location[1:]])
-    if message.startswith(f"{ours}: "):
-        message = message[len(ours) + 2:]
-    if ours in ("width", "height"):  # size: "width must be a multiple of 8"
-        message = f"{ours} {message}"
-    return openai_error(400, f"{path}: {message}", kind="invalid_request_error", param=param)
 
 
 router = APIRouter(prefix="/v1", tags=["OpenAI images"], route_class=OpenAIErrorRoute)
@@ -124,7 +92,7 @@ def _size(value: str | None) -> tuple[int | None, int | None]:
         return None, None
     match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", value)
     if not match:
-        raise field_error("size", f"must be 'WIDTHxHEIGHT' (for example 512x512) or 'auto', got {value!r}", value)
+        raise InvalidInput("size", f"must be 'WIDTHxHEIGHT' (for example 512x512) or 'auto', got {value!r}", value)
     return int(match[1]), int(match[2])
 
 
@@ -135,19 +103,24 @@ def _size(value: str | None) -> tuple[int | None, int | None]:
     summary="Create images from a prompt (OpenAI images API)",
 )
 async def generate_images(
-    body: ImageGenerationRequest, request: Request, runtime: RuntimeDep, service: GenerationServiceDep
+    body: ImageGenerationRequest,
+    request: Request,
+    runtime: RuntimeDep,
+    service: GenerationServiceDep,
+    image_urls: ImageUrlsDep,
+    is_disconnected: DisconnectCheckDep,
 ) -> ImagesResponse:
     if body.stream:
         # Answering JSON to a client that waits for server-sent events would look like an
         # empty stream, not an error.
-        raise field_error("stream", "streaming is not supported by this server; omit stream or set it to false", True)
+        raise InvalidInput("stream", "streaming is not supported by this server; omit stream or set it to false", True)
     runtime.require_started()
     fields: dict[str, Any] = {}
     if body.model and body.model not in OPENAI_MODEL_NAMES:  # OpenAI's own names mean "the current one"
         try:
             fields["override_settings"] = {"sd_model_checkpoint": runtime.registry.resolve(body.model)}
-        except UnknownModelError as error:
-            raise field_error("model", str(error), body.model) from None
+        except ModelNotFound as error:
+            raise InvalidInput("model", str(error), body.model) from None
     width, height = _size(body.size)
     fields.update(
         prompt=body.prompt, negative_prompt=body.negative_prompt, batch_size=body.n, width=width, height=height,
@@ -161,11 +134,10 @@ async def generate_images(
         txt2img = Txt2ImgRequest(**fields)
     except ValidationError as error:  # e.g. size 0x0: a 400 naming size, not a 500
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in error.errors()]) from None
-    result = await service.generate(txt2img, request)
+    result = await service.generate(txt2img, is_disconnected)
     if body.response_format == "url":
-        store = request.app.state.image_urls
         data = [
-            ImageData(url=str(request.url_for("openai_image_file", image_id=store.put_base64(image))))
+            ImageData(url=str(request.url_for("openai_image_file", image_id=image_urls.put_base64(image))))
             for image in result.images
         ]
     else:
@@ -180,11 +152,11 @@ async def generate_images(
     response_class=Response,
     responses={200: {"content": {"image/png": {}}}, 404: {"description": "unknown or expired"}},
 )
-async def image_file(image_id: str, request: Request) -> Response:
-    png = request.app.state.image_urls.get(image_id)
+async def image_file(image_id: str, image_urls: ImageUrlsDep) -> Response:
+    png = image_urls.get(image_id)
     if png is None:
         raise HTTPException(404, "this image link is unknown or has expired")
-    ttl = request.app.state.image_urls.ttl_seconds
+    ttl = image_urls.ttl_seconds
     return Response(png, media_type="image/png", headers={"Cache-Control": f"private, max-age={int(ttl)}"})
 
 
@@ -201,7 +173,5 @@ async def list_models(runtime: RuntimeDep) -> dict[str, Any]:
 @router.get("/models/{model_id:path}", summary="One model (OpenAI models API)")
 async def get_model(model_id: str, runtime: RuntimeDep) -> dict[str, Any]:
     runtime.require_started()
-    try:
-        return _model_entry(runtime.registry.resolve(model_id))
-    except UnknownModelError as error:
-        return openai_error(404, str(error), kind="invalid_request_error", param="model", code="model_not_found")
+    # An unknown id raises ModelNotFound: OpenAI's 404 `model_not_found`.
+    return _model_entry(runtime.registry.resolve(model_id))

@@ -4,15 +4,15 @@ shapes, so clients that enumerate them keep working)."""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from fastapi import APIRouter
 
 from ..engine.loading import LoadedModel
+from ..engine.memory import cuda_figures, ram_figures
 from ..engine.samplers import SAMPLERS, SCHEDULES, supported_schedules
+from ..service.options import checkpoint_sha256
 from .dependencies import RuntimeDep
-from .sdapi import checkpoint_sha256
 
 router = APIRouter(prefix="/sdapi/v1", tags=["AUTOMATIC1111 API"])
 
@@ -148,39 +148,4 @@ async def cmd_flags(runtime: RuntimeDep) -> dict[str, Any]:
 
 @router.get("/memory", summary="Process RAM and accelerator memory, in bytes")
 async def memory() -> dict[str, Any]:
-    return {"ram": _ram(), "cuda": _cuda()}
-
-
-def _ram() -> dict[str, Any]:
-    try:
-        meminfo = {}
-        with open("/proc/meminfo", encoding="ascii") as handle:
-            for line in handle:
-                key, _, rest = line.partition(":")
-                meminfo[key] = int(rest.split()[0]) * 1024
-        with open("/proc/self/statm", encoding="ascii") as handle:
-            resident = int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        return {"free": meminfo.get("MemAvailable", 0), "used": resident, "total": meminfo.get("MemTotal", 0)}
-    except (OSError, ValueError, IndexError) as error:
-        return {"error": f"{type(error).__name__}: RAM figures unavailable"}
-
-
-def _cuda() -> dict[str, Any]:
-    import torch
-
-    if not torch.cuda.is_available():
-        return {"error": "CUDA is not available"}
-    free, total = torch.cuda.mem_get_info()
-    stats = torch.cuda.memory_stats()
-
-    def pair(name: str) -> dict[str, int]:
-        return {"current": stats.get(f"{name}.all.current", 0), "peak": stats.get(f"{name}.all.peak", 0)}
-
-    return {
-        "system": {"free": free, "used": total - free, "total": total},
-        "active": pair("active_bytes"),
-        "allocated": pair("allocated_bytes"),
-        "reserved": pair("reserved_bytes"),
-        "inactive": pair("inactive_split_bytes"),
-        "events": {"retries": stats.get("num_alloc_retries", 0), "oom": stats.get("num_ooms", 0)},
-    }
+    return {"ram": ram_figures(), "cuda": cuda_figures()}

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
-from .dependencies import GenerationServiceDep
-from .schemas import GenerationResponse, Img2ImgRequest, Txt2ImgRequest
+from ..service.schemas import GenerationResponse, Img2ImgRequest, Txt2ImgRequest
+from .dependencies import DisconnectCheckDep, GenerationServiceDep
 
 router = APIRouter(prefix="/v1", tags=["seed API"])
 
 
 @router.post("/txt2img", response_model=GenerationResponse, summary="Text to image")
-async def txt2img(body: Txt2ImgRequest, request: Request, service: GenerationServiceDep) -> GenerationResponse:
-    return await service.generate(body, request)
+async def txt2img(
+    body: Txt2ImgRequest, service: GenerationServiceDep, is_disconnected: DisconnectCheckDep
+) -> GenerationResponse:
+    return await service.generate(body, is_disconnected)
 
 
 @router.post("/img2img", response_model=GenerationResponse, summary="Image to image (and inpainting with a mask)")
-async def img2img(body: Img2ImgRequest, request: Request, service: GenerationServiceDep) -> GenerationResponse:
-    return await service.generate(body, request)
+async def img2img(
+    body: Img2ImgRequest, service: GenerationServiceDep, is_disconnected: DisconnectCheckDep
+) -> GenerationResponse:
+    return await service.generate(body, is_disconnected)

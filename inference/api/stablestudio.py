@@ -7,8 +7,10 @@ history lives in memory, bounded by `--history-size`, and is empty after a resta
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
+
+from .dependencies import HistoryDep
 
 router = APIRouter(prefix="/StableStudio", tags=["StableStudio"])
 
@@ -27,7 +29,7 @@ class HistoryImage(BaseModel):
 
 
 @router.post("/get-generated-images", response_model=list[HistoryImage], summary="Recently generated images")
-async def get_generated_images(request: Request, body: HistoryRequest | None = None) -> list[HistoryImage]:
+async def get_generated_images(history: HistoryDep, body: HistoryRequest | None = None) -> list[HistoryImage]:
     limit = body.limit if body is not None else None
-    entries = request.app.state.history.recent(limit)
+    entries = history.recent(limit)
     return [HistoryImage(**entry.__dict__) for entry in entries]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ..errors import ModelNotFound
 from .builtin import is_builtin
 from .loading import DeviceConfig, LoadedModel, load_model
 from .lora import LoraSpec, load_adapters
@@ -46,12 +47,6 @@ def model_refs(models: list[str], first_revision: str | None = None) -> list[Mod
     return [ModelRef.parse(text, first_revision if i == 0 else None) for i, text in enumerate(models)]
 
 
-class UnknownModelError(LookupError):
-    def __init__(self, wanted: str, available: list[str]):
-        super().__init__(f"unknown checkpoint {wanted!r}; available: {', '.join(available)}")
-        self.wanted = wanted
-
-
 class ModelRegistry:
     def __init__(
         self,
@@ -70,7 +65,6 @@ class ModelRegistry:
         self.device = device
         self.lora_specs = list(loras or [])
         self.max_loaded = max(1, max_loaded)
-        self.default = self.refs[0].name
         self._on_load = on_load
         self._loaded: OrderedDict[str, LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
@@ -93,7 +87,7 @@ class ModelRegistry:
             short = LoadedModel.hash_of(ref.name)
             if wanted in (ref.name, ref.title, f"{ref.title} [{short}]", Path(ref.name).name, short):
                 return ref.name
-        raise UnknownModelError(wanted, self.titles)
+        raise ModelNotFound(wanted, self.titles)
 
     def get(self, name: str) -> LoadedModel:
         """The loaded model (loading it now if needed). Safe to call from any thread."""

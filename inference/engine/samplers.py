@@ -89,10 +89,6 @@ class SamplerChoice:
     sampler: str
     schedule: str
 
-    @property
-    def label(self) -> str:
-        return self.sampler
-
 
 def sampler_names() -> list[str]:
     return [s.name for s in SAMPLERS]

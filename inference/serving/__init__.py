@@ -1,1 +1,2 @@
-"""Serving: the bounded request queue that coalesces compatible requests into batches."""
+"""Serving: the bounded request queue that coalesces compatible requests into batches
+(`planner.py` decides, `batcher.py` runs). Never imports torch."""

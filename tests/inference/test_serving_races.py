@@ -9,7 +9,8 @@ import threading
 
 from inference.engine.generate import BatchKey, GenerationInterrupted, ImageTask
 from inference.engine.samplers import resolve
-from inference.serving.batcher import Batcher, GenerationFailed
+from inference.errors import GenerationFailed
+from inference.serving.batcher import Batcher
 
 KEY = BatchKey(model="m", kind="txt2img", width=64, height=64, steps=3, sampler=resolve(None, None), cfg_scale=7.0)
 OTHER_KEY = BatchKey(model="m", kind="txt2img", width=72, height=64, steps=3, sampler=resolve(None, None), cfg_scale=7.0)
@@ -172,7 +173,7 @@ def _serve_after(failing_runner) -> tuple[str, object, bool, int]:
             await asyncio.wait_for(batcher.submit(KEY, _tasks("fails", "fails too")), HANG_S)
             failure = "none"
         except GenerationFailed as error:
-            failure = f"{error.status} {error}"
+            failure = f"{error.kind} {error}"
         result = await asyncio.wait_for(batcher.submit(KEY, _tasks("next")), HANG_S)
         alive, depth = batcher.alive, batcher.depth
         await batcher.close()
@@ -189,7 +190,7 @@ def test_a_cancelled_error_raised_inside_the_pipeline_call_fails_only_its_batch(
         raise asyncio.CancelledError()
 
     failure, result, alive, depth = _serve_after(runner)
-    assert failure == "500 generation failed: CancelledError"
+    assert failure == "GenerationError generation failed: CancelledError"
     assert result.images == ["next"] and alive and depth == 0
 
 
@@ -198,7 +199,7 @@ def test_a_runner_that_returns_too_few_images_fails_the_request_instead_of_hangi
         return [task.prompt for task in tasks][:-1]
 
     failure, result, alive, depth = _serve_after(runner)
-    assert failure.startswith("500 generation failed: images missing")
+    assert failure.startswith("GenerationError generation failed: images missing")
     assert result.images == ["next"] and alive and depth == 0
 
 

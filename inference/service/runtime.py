@@ -1,7 +1,7 @@
-"""The running service's state: settings, the loaded model, the batcher, metrics.
+"""The running service's state: settings, the loaded models, the batcher, metrics.
 
-Owned by one FastAPI app (on `app.state.runtime`), so several apps can live in one
-process (tests) without sharing anything.
+One per app (see `api/app.py`), so several apps can live in one process (tests) without
+sharing anything.
 """
 
 from __future__ import annotations
@@ -11,15 +11,15 @@ import logging
 import time
 from typing import Callable
 
-from fastapi import HTTPException
-
 from ..config import ServerSettings
 from ..engine.generate import run_batch
 from ..engine.loading import LoadedModel, choose_device
 from ..engine.lora import LoraSpec
+from ..engine.oom import BatchRunner
 from ..engine.registry import ModelRef, ModelRegistry, model_refs
+from ..errors import NotReady
 from ..metrics import Metrics
-from ..serving.batcher import Batcher, BatchRunner
+from ..serving.batcher import Batcher
 from ..serving.process_clock import process_started_monotonic
 
 log = logging.getLogger(__name__)
@@ -96,10 +96,6 @@ class Runtime:
             time.monotonic() - load_started,
         )
 
-    async def wait_loaded(self) -> None:
-        if self._loading is not None:
-            await self._loading
-
     async def stop(self) -> None:
         self.begin_drain()
         if self.batcher is not None:
@@ -121,19 +117,11 @@ class Runtime:
             self.batcher.stop_accepting()
 
     def require_started(self) -> None:
-        """503 until the default checkpoint has loaded once."""
+        """NotReady until the default checkpoint has loaded once."""
         if self.load_error:
-            raise HTTPException(503, "the model failed to load")
+            raise NotReady("the model failed to load")
         if self.registry is None or not self.registry.loaded_names():
-            raise HTTPException(503, "the model is still loading")
-
-    def require_model(self) -> LoadedModel:
-        """The current checkpoint if it is in memory now (never loads; 503 otherwise)."""
-        self.require_started()
-        model = self.registry.loaded(self.current_model)
-        if model is None:
-            raise HTTPException(503, f"checkpoint {self.current_model!r} is being loaded")
-        return model
+            raise NotReady("the model is still loading")
 
     def checkpoints(self) -> list[ModelRef]:
         """Every checkpoint offered, loaded or not (first: the server's default)."""
@@ -144,7 +132,7 @@ class Runtime:
 
     async def model_named(self, wanted: str | None) -> LoadedModel:
         """A checkpoint by any of its client-facing names (None: the current one), loading
-        it on a worker thread if needed. UnknownModelError names the choices."""
+        it on a worker thread if needed. ModelNotFound names the choices."""
         self.require_started()
         name = self.current_model if wanted is None else self.registry.resolve(wanted)
         model = self.registry.loaded(name)

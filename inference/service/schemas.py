@@ -108,9 +108,3 @@ class GenerationResponse(BaseModel):
     parameters: dict[str, Any] = Field(description="the request as understood")
     info: str = Field(description="JSON string with the generation info (seeds, infotexts, ...)")
 
-
-class ErrorBody(BaseModel):
-    error: str
-    detail: str
-    body: Any = None
-    errors: Any = None

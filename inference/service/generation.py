@@ -11,35 +11,30 @@ import json
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Awaitable, Callable
 
-from fastapi import HTTPException, Request
-from fastapi.exceptions import RequestValidationError
 from PIL import Image, ImageFilter, ImageOps
 
 from ..config import ServerSettings
 from ..engine.generate import BatchKey, ImageTask
 from ..engine.loading import LoadedModel
 from ..engine.lora import extract_adapters
-from ..engine.registry import UnknownModelError
 from ..engine.samplers import AUTOMATIC, UnknownSamplerError, resolve
-from ..imaging import ImageInputError, decode_image, encode_png, fit
+from ..errors import ClientDisconnected, InitImageNotFound, InvalidInput, ModelNotFound
+from ..imaging import decode_image, encode_png, fit
 from ..infotext import format_infotext
+from ..serving.batcher import JobResult
 from .history import GenerationHistory
+from .options import A1111State
 from .runtime import Runtime
 from .schemas import GenerationRequest, GenerationResponse, Img2ImgRequest
 
 VERSION = "stable-diffusion-k8s 0.1.0"
 DISCONNECT_POLL_SECONDS = 0.2
 
-
-def field_error(field: str | tuple, message: str, value: Any = None) -> RequestValidationError:
-    """A 422 in FastAPI's own shape, whose `loc` and message name the offending field."""
-    location = ("body", *(field if isinstance(field, tuple) else (field,)))
-    name = ".".join(str(part) for part in location[1:])
-    return RequestValidationError(
-        [{"type": "value_error", "loc": location, "msg": f"{name}: {message}", "input": value}]
-    )
+# Answers whether the client has gone away (the transport's own check, e.g. Starlette's
+# `Request.is_disconnected`).
+DisconnectCheck = Callable[[], Awaitable[bool]]
 
 
 @dataclass
@@ -51,9 +46,16 @@ class Prepared:
 
 
 class GenerationService:
-    def __init__(self, settings: ServerSettings, runtime: Runtime, history: GenerationHistory | None = None):
+    def __init__(
+        self,
+        settings: ServerSettings,
+        runtime: Runtime,
+        a1111: A1111State,
+        history: GenerationHistory | None = None,
+    ):
         self.settings = settings
         self.runtime = runtime
+        self.a1111 = a1111
         self.history = history
 
     # -- validation ------------------------------------------------------------------
@@ -62,21 +64,21 @@ class GenerationService:
         s = self.settings
         for name, value, limit in (("width", width, s.max_width), ("height", height, s.max_height)):
             if value % 8:
-                raise field_error(name, f"must be a multiple of 8, got {value}", value)
+                raise InvalidInput(name, f"must be a multiple of 8, got {value}", value)
             if not 64 <= value <= limit:
-                raise field_error(name, f"must be between 64 and {limit}, got {value}", value)
+                raise InvalidInput(name, f"must be between 64 and {limit}, got {value}", value)
         if req.steps > s.max_steps:
-            raise field_error("steps", f"must be at most {s.max_steps}, got {req.steps}", req.steps)
+            raise InvalidInput("steps", f"must be at most {s.max_steps}, got {req.steps}", req.steps)
         if req.batch_size > s.max_images_per_batch:
-            raise field_error(
+            raise InvalidInput(
                 "batch_size", f"must be at most {s.max_images_per_batch}, got {req.batch_size}", req.batch_size
             )
         if req.n_iter > s.max_n_iter:
-            raise field_error("n_iter", f"must be at most {s.max_n_iter}, got {req.n_iter}", req.n_iter)
+            raise InvalidInput("n_iter", f"must be at most {s.max_n_iter}, got {req.n_iter}", req.n_iter)
         for name in ("prompt", "negative_prompt"):
             length = len(getattr(req, name))
             if length > s.max_prompt_length:
-                raise field_error(name, f"is {length} characters; the limit is {s.max_prompt_length}")
+                raise InvalidInput(name, f"is {length} characters; the limit is {s.max_prompt_length}")
 
     async def _model_for(self, req: GenerationRequest) -> LoadedModel:
         """The current checkpoint, or the one `override_settings.sd_model_checkpoint`
@@ -84,8 +86,8 @@ class GenerationService:
         wanted = req.override_settings.get("sd_model_checkpoint") or None
         try:
             return await self.runtime.model_named(None if wanted is None else str(wanted))
-        except UnknownModelError as error:
-            raise field_error(("override_settings", "sd_model_checkpoint"), str(error), wanted) from None
+        except ModelNotFound as error:
+            raise InvalidInput(("override_settings", "sd_model_checkpoint"), str(error), wanted) from None
 
     # -- request -> tasks -------------------------------------------------------------
 
@@ -97,13 +99,13 @@ class GenerationService:
         try:
             sampler = resolve(req.sampler_name or req.sampler_index, req.scheduler)
         except UnknownSamplerError as error:
-            raise field_error(error.field, str(error), getattr(req, error.field, None)) from None
+            raise InvalidInput(error.field, str(error), getattr(req, error.field, None)) from None
         try:
             # The encoder sees the prompt without its <lora:...> tags; the tags stay in
             # the infotext, as A1111 keeps them, so the PNG says how it was made.
             encoder_prompt, adapters = extract_adapters(req.prompt, model.loras)
         except ValueError as error:
-            raise field_error("prompt", str(error), req.prompt) from None
+            raise InvalidInput("prompt", str(error), req.prompt) from None
 
         count = req.batch_size * req.n_iter
         seed = req.seed if req.seed != -1 else secrets.randbelow(2**32)
@@ -146,23 +148,17 @@ class GenerationService:
 
     def _init_images(self, req: Img2ImgRequest, width: int, height: int) -> list[Image.Image]:
         if not req.init_images:
-            raise HTTPException(404, "Init image not found")
+            raise InitImageNotFound()
         images = []
         for index, data in enumerate(req.init_images):
-            try:
-                image = decode_image(data, f"init_images.{index}")
-            except ImageInputError as error:
-                raise field_error(("init_images", index), str(error)) from None
+            image = decode_image(data, ("init_images", index))
             images.append(fit(image, width, height, req.resize_mode))
         return images
 
     def _mask(self, req: Img2ImgRequest, width: int, height: int) -> Image.Image | None:
         if not req.mask:
             return None
-        try:
-            mask = decode_image(req.mask, "mask")
-        except ImageInputError as error:
-            raise field_error("mask", str(error)) from None
+        mask = decode_image(req.mask, "mask")
         mask = fit(mask.convert("L"), width, height, req.resize_mode).convert("L")
         if req.inpainting_mask_invert:
             mask = ImageOps.invert(mask)
@@ -172,30 +168,43 @@ class GenerationService:
 
     # -- running ----------------------------------------------------------------------
 
-    async def generate(self, req: GenerationRequest, request: Request) -> GenerationResponse:
+    async def generate(self, req: GenerationRequest, is_disconnected: DisconnectCheck) -> GenerationResponse:
+        """Validates, queues and describes one request; if `is_disconnected()` turns true
+        while it waits, its work is cancelled and ClientDisconnected raised."""
         model = await self._model_for(req)
         prepared = self.prepare(req, model)
-        result = await submit_watching_disconnect(self.runtime, prepared, request)
+        result = await self._submit_watching_disconnect(prepared, is_disconnected)
         # Kept only once the request was accepted and ran: a 4xx or a 429 changes nothing.
         if req.override_settings and not req.override_settings_restore_afterwards:
-            self._keep_overrides(req, model, request)
+            self._keep_overrides(req, model)
         # Interrupted: A1111 answers 200 with the images made so far (possibly none).
         response = self.describe(req, model, prepared, result.images, interrupted=result.interrupted)
         if req.save_images and self.history is not None:
             self._remember(req, model, prepared, result.images, response)
         return response
 
-    def _keep_overrides(self, req: GenerationRequest, model: LoadedModel, request: Request) -> None:
+    def _keep_overrides(self, req: GenerationRequest, model: LoadedModel) -> None:
         """`override_settings_restore_afterwards: false`: as in A1111, the overrides stay
         set after this request (the checkpoint becomes the current one, other options are
         what GET /sdapi/v1/options reports)."""
-        from .sdapi import get_state  # sdapi imports this module
-
         if req.override_settings.get("sd_model_checkpoint"):
             self.runtime.current_model = model.name
-        get_state(request).stored_options.update(
-            {k: v for k, v in req.override_settings.items() if k not in ("sd_model_checkpoint", "sd_checkpoint_hash")}
-        )
+        self.a1111.store(req.override_settings)
+
+    async def _submit_watching_disconnect(self, prepared: Prepared, is_disconnected: DisconnectCheck) -> JobResult:
+        """Submit to the batcher; if the client goes away first, cancel its work."""
+        job = asyncio.ensure_future(self.runtime.batcher.submit(prepared.key, prepared.tasks))
+        while True:
+            done, _ = await asyncio.wait({job}, timeout=DISCONNECT_POLL_SECONDS)
+            if done:
+                return job.result()
+            if await is_disconnected():
+                job.cancel()
+                try:
+                    await job
+                except asyncio.CancelledError:
+                    pass
+                raise ClientDisconnected("the client closed the request")
 
     def _remember(self, req, model, prepared: Prepared, images: list[Image.Image], response: GenerationResponse) -> None:
         encoded = response.images
@@ -285,22 +294,3 @@ def _adapters_text(key: BatchKey) -> str:
 def _number(value: float) -> float | int:
     return int(value) if float(value).is_integer() else value
 
-
-class ClientDisconnected(Exception):
-    pass
-
-
-async def submit_watching_disconnect(runtime: Runtime, prepared: Prepared, request: Request):
-    """Submit to the batcher; if the client goes away first, cancel its work."""
-    job = asyncio.ensure_future(runtime.batcher.submit(prepared.key, prepared.tasks))
-    while True:
-        done, _ = await asyncio.wait({job}, timeout=DISCONNECT_POLL_SECONDS)
-        if done:
-            return job.result()
-        if await request.is_disconnected():
-            job.cancel()
-            try:
-                await job
-            except asyncio.CancelledError:
-                pass
-            raise ClientDisconnected()

@@ -1,0 +1,127 @@
+"""What A1111 keeps between requests in its global `shared.state` / `shared.opts`: the
+options a client set, and whether the last job was interrupted or skipped.
+
+One per app, shared by the `/sdapi/v1` routes and by `GenerationService` (a request's
+`override_settings` with `override_settings_restore_afterwards: false` stay set).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import InvalidInput, ModelNotFound
+from ..serving.batcher import Progress
+from .runtime import Runtime
+
+# Reported as they are whatever a client stores under these names.
+_DERIVED_OPTIONS = ("sd_model_checkpoint", "sd_checkpoint_hash")
+
+
+def checkpoint_sha256(name: str) -> str:
+    """Stands in for A1111's file hash; its first 10 digits are `LoadedModel.short_hash`."""
+    return hashlib.sha256(name.encode("utf-8")).hexdigest()
+
+
+def current_options(checkpoint: str, stored: dict[str, Any], loaded_limit: int) -> dict[str, Any]:
+    options = {
+        "samples_format": "png",
+        "sd_vae": "Automatic",
+        "CLIP_stop_at_last_layers": 1,
+        "eta_noise_seed_delta": 0,
+        "live_previews_enable": False,
+        "enable_pnginfo": True,
+        "save_images_add_number": True,
+        "sd_checkpoints_limit": loaded_limit,
+    }
+    options.update(stored)
+    # Always the truth, whatever was posted.
+    options["sd_model_checkpoint"] = checkpoint
+    options["sd_checkpoint_hash"] = checkpoint_sha256(checkpoint)
+    return options
+
+
+@dataclass(frozen=True)
+class ProgressReport:
+    """`/sdapi/v1/progress`: the running call (None when idle) and the last job's flags."""
+
+    interrupted: bool
+    skipped: bool
+    queued: int
+    running: Progress | None
+
+
+class A1111State:
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
+        # Options set by POST /options that we do not act on; GET /options echoes them back.
+        self.stored_options: dict[str, Any] = {}
+        # `started_at` of the batch that was interrupted or skipped (A1111 reports the
+        # flag until the next job begins).
+        self.interrupted_batch: float | None = None
+        self.skipped_batch: float | None = None
+
+    # -- options -------------------------------------------------------------------
+
+    def options(self) -> dict[str, Any]:
+        self.runtime.require_started()
+        return current_options(self.runtime.current_model, self.stored_options, self.runtime.settings.max_loaded_models)
+
+    async def set_options(self, options: dict[str, Any]) -> None:
+        """`sd_model_checkpoint` selects (and loads) the current checkpoint; the other
+        options are stored, to be echoed back."""
+        wanted = options.get("sd_model_checkpoint")
+        if wanted is not None:
+            try:
+                await self.runtime.select_model(str(wanted))
+            except ModelNotFound as error:
+                raise InvalidInput("sd_model_checkpoint", str(error), wanted) from None
+        self.store(options)
+
+    def store(self, options: dict[str, Any]) -> None:
+        self.stored_options.update({k: v for k, v in options.items() if k not in _DERIVED_OPTIONS})
+
+    # -- jobs, interrupt and skip ---------------------------------------------------
+
+    def begin_job(self) -> None:
+        """A1111's state.begin(): a new job clears the interrupted/skipped flags of the last one."""
+        batcher = self.runtime.batcher
+        if batcher is None or batcher.depth == 0:
+            self.interrupted_batch = self.skipped_batch = None
+
+    def interrupt(self) -> None:
+        """Stops the running batch's requests (A1111 does nothing when nothing runs)."""
+        if self._mark_running("interrupted_batch"):
+            self.runtime.batcher.interrupt()
+
+    def skip(self) -> None:
+        """Stops the running pipeline call; its requests go on with their next batch."""
+        if self._mark_running("skipped_batch"):
+            self.runtime.batcher.skip()
+
+    def _mark_running(self, flag: str) -> bool:
+        """Records which batch was stopped; False when nothing runs."""
+        batcher = self.runtime.batcher
+        if batcher is None or not batcher.progress.active:
+            return False
+        setattr(self, flag, batcher.progress.started_at)
+        return True
+
+    def progress(self) -> ProgressReport:
+        batcher = self.runtime.batcher
+        current = batcher.progress if batcher is not None else None
+        if current is None or not current.active:
+            current = None
+        else:
+            # A new batch clears the flags of the one before, as A1111's state.begin() does.
+            if self.interrupted_batch not in (None, current.started_at):
+                self.interrupted_batch = None
+            if self.skipped_batch not in (None, current.started_at):
+                self.skipped_batch = None
+        return ProgressReport(
+            interrupted=self.interrupted_batch is not None,
+            skipped=self.skipped_batch is not None,
+            queued=batcher.depth if batcher is not None else 0,
+            running=current,
+        )
