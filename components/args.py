@@ -3,7 +3,7 @@
 `provider/` hosts `StableDiffusion` as a multi-language component; Pulumi infers the
 package schema (what TypeScript, Go and YAML programs see) from these annotations. They
 describe *shapes* only and carry no validation: every value is still validated by the
-pydantic models in inputs.py (`parse_app_config`) before any resource is declared, with
+pydantic models in components/config/ (`parse_app_config`) before any resource is declared, with
 the same error messages and paths. A test checks that every pydantic field has its key
 here and vice versa, so the two cannot drift.
 

@@ -2,7 +2,7 @@
 
 Offline schema checks cannot see these: a GKE API rule, a kubelet flag check or a custom
 resource's CEL rule only shows up at `pulumi up`. This module is the single place they
-live; `inputs.py` refuses configs that break them, `node_pools.py` renders pools from
+live; `config/` refuses configs that break them, `node_pools.py` renders pools from
 them, and the tests check every rendered pool against them.
 
 API

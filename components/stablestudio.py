@@ -12,7 +12,7 @@ that base (`vite build --base=/stablestudio/`) and place its files there.
 The pods run like the API's: uid 10001, read-only root filesystem with a writable
 `/tmp` emptyDir (nginx-unprivileged keeps its pid and temp files there), no privilege
 escalation, no capabilities, RuntimeDefault seccomp, no service-account token. The
-external origin (`https://host`) is added to the API's CORS origins (inputs.py,
+external origin (`https://host`) is added to the API's CORS origins (config/app.py,
 `AppConfig.cors_origins`); the API's own auth still applies to every call StableStudio
 makes.
 """
@@ -24,7 +24,7 @@ from typing import Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-from .inputs import AppConfig
+from .config import AppConfig
 from .meta import PORT_NAME, Names
 from .networking import from_namespaces_only
 from .workload import pod_security_context, security_context

@@ -19,7 +19,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from .image import ImageRef
-from .inputs import AppConfig
+from .config import AppConfig
 from .meta import AUTH_DIR, AUTH_FILE, CACHE_MOUNT, HF_TOKEN_DIR, PORT, PORT_NAME, UID, Names
 from .node_pools import Placement
 from .presets import GPU_RESOURCE

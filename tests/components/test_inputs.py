@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from components import AppConfigError, parse_app_config
-from components.inputs import (
+from components.config import (
     BuiltImage,
     ConfigSecretRef,
     ExistingNodes,

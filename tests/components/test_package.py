@@ -14,7 +14,7 @@ from pulumi.provider.experimental.component import ComponentProvider
 from pydantic import BaseModel
 
 from components import TYPE_TOKEN, StableDiffusion, args
-from components.inputs import AppConfig
+from components.config import AppConfig
 
 from . import helpers
 
