@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from .base import DNS_SUBDOMAIN, ConfigModel, DnsLabel, SchemaType
 
@@ -83,6 +83,8 @@ class IngressHttp(ConfigModel):
 
 class NetworkPolicySettings(ConfigModel):
     """Who may reach the pods."""
+
+    model_config = ConfigDict(title="NetworkPolicy")
 
     enabled: bool = True
     """Declare the NetworkPolicy."""

@@ -43,9 +43,9 @@ class GkeNodePool(ConfigModel):
     mode: Literal["gke"]
     """`gke`."""
     cluster: Annotated[str, Field(min_length=1)]
-    """Cluster name (required)."""
+    """Cluster name."""
     location: Annotated[str, Field(min_length=1)]
-    """Region or zone (required)."""
+    """Region or zone."""
     project: Optional[str] = None
     """Project. Default: the provider's."""
     machine_type: Optional[str] = None

@@ -66,7 +66,7 @@ class Lora(ConfigModel):
     name: Optional[Annotated[str, Field(pattern=LORA_NAME, max_length=64)]] = None
     """The adapter's name in `<lora:NAME:WEIGHT>` prompt tags: letters, digits, `.`, `_`, `-` (at most 64); unique. Default: the repo's last part."""
     weight: float = 1.0
-    """Default weight: a finite number (a numeric string such as `"0.8"` from `pulumi config set --path` is accepted; booleans are not)."""
+    """The adapter's weight where a prompt tag gives none: a finite number (a numeric string such as `"0.8"` from `pulumi config set --path` is accepted; booleans are not)."""
 
     @field_validator("weight", mode="before")
     @classmethod

@@ -1,4 +1,4 @@
-"""The app inputs: schema v1 as written in DESIGN.md section 6, defaults, and clear errors."""
+"""The app inputs: schema v1 as docs/component.md documents it, defaults, and clear errors."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from components.config import (
 
 from . import helpers
 
-# Every path of the schema v1 table, in the shapes the table gives.
+# Every schema v1 path (docs/component.md, "Inputs"), in the shapes the docs give.
 SCHEMA_V1 = """
 preset:
   name: gpu-a100-x1
