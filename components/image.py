@@ -78,9 +78,7 @@ def image(
 ) -> ImageRef:
     spec = app.image
     if isinstance(spec, PrebuiltImage):
-        # A digest is immutable: no need to ask the registry on every start.
-        policy = "IfNotPresent" if spec.digest else "Always"
-        return ImageRef(spec.reference, policy, spec.pull_secret)
+        return ImageRef(spec.reference, spec.pull_policy, spec.pull_secret)
     assert isinstance(spec, BuiltImage)
     build = spec.build
     tag = f"{build.repository}:{build.tag}"
