@@ -102,7 +102,6 @@ def is_restricted_node_label(key: str) -> bool:
 ON_DEMAND = "on-demand"
 SPOT_OR_FLEX_START = "spot-or-flex-start"
 RESERVATION = "reservation"
-CAPACITY_CLASSES = (ON_DEMAND, SPOT_OR_FLEX_START, RESERVATION)
 
 
 # GKE accelerator type -> the value of `cloud.google.com/gke-accelerator` on its nodes

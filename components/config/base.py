@@ -45,7 +45,6 @@ PATTERN_NAMES = {
 
 Quantity = Annotated[str, Field(pattern=QUANTITY)]
 DnsLabel = Annotated[str, Field(pattern=DNS_LABEL, max_length=63)]
-DnsName = Annotated[str, Field(pattern=DNS_SUBDOMAIN)]
 ImageRepository = Annotated[str, Field(pattern=IMAGE_REPOSITORY)]
 ImageTag = Annotated[str, Field(pattern=IMAGE_TAG)]
 ImageDigest = Annotated[str, Field(pattern=IMAGE_DIGEST)]
