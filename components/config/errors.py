@@ -34,21 +34,21 @@ class PathError(ValueError):
         self.message = message
 
 
-def _unwrap(annotation: Any) -> tuple[Any, list]:
+def unwrap(annotation: Any) -> tuple[Any, list]:
     """(the type without Annotated and Optional, the Annotated metadata met on the way)."""
     metadata: list = []
     while True:
         if get_origin(annotation) is Annotated:
             metadata += annotation.__metadata__
             annotation = annotation.__origin__
-        elif _is_union(annotation) and type(None) in get_args(annotation):
+        elif is_union(annotation) and type(None) in get_args(annotation):
             members = [a for a in get_args(annotation) if a is not type(None)]
             annotation = members[0] if len(members) == 1 else Union[tuple(members)]
         else:
             return annotation, metadata
 
 
-def _is_union(annotation: Any) -> bool:
+def is_union(annotation: Any) -> bool:
     return get_origin(annotation) in (Union, types.UnionType)
 
 
@@ -58,7 +58,7 @@ def union_members(annotation: Any, discriminator: Any = None) -> tuple[list[tupl
     Tags come from `Tag(...)` on a member (a callable `Discriminator`) or from the literal
     value of the discriminator field (`Field(discriminator="mode")`).
     """
-    annotation, metadata = _unwrap(annotation)
+    annotation, metadata = unwrap(annotation)
     field = discriminator
     for item in metadata:
         if isinstance(item, Discriminator) or getattr(item, "discriminator", None) is not None:
@@ -71,7 +71,7 @@ def union_members(annotation: Any, discriminator: Any = None) -> tuple[list[tupl
     for member in get_args(annotation):
         if member is type(None):
             continue
-        base, member_meta = _unwrap(member)
+        base, member_meta = unwrap(member)
         tag = next((m.tag for m in member_meta if isinstance(m, Tag)), None)
         if tag is None and isinstance(field, str) and isinstance(base, type) and issubclass(base, BaseModel):
             tag = get_args(base.model_fields[field].annotation)[0]
@@ -87,20 +87,20 @@ def config_path(root: type[BaseModel], loc: tuple[Any, ...]) -> list[str | int]:
     items = list(loc)
     while items:
         item = items.pop(0)
-        base = _unwrap(annotation)[0] if annotation is not None else None
+        base = unwrap(annotation)[0] if annotation is not None else None
         if isinstance(base, type) and issubclass(base, BaseModel) and item in base.model_fields:
             parts.append(item)
             field = base.model_fields[item]
             annotation = Annotated[field.annotation, *field.metadata] if field.metadata else field.annotation
             discriminator = field.discriminator
             continue
-        if annotation is not None and _is_union(base):
+        if annotation is not None and is_union(base):
             members, tagged = union_members(annotation, discriminator)
             discriminator = None
             if tagged:  # a discriminated union's loc names the member's tag
                 chosen = [m for tag, m in members if tag == item]
             else:  # a plain union's loc names the member: a model's class name or a scalar's type
-                chosen = [m for _, m in members if getattr(_unwrap(m)[0], "__name__", None) == item]
+                chosen = [m for _, m in members if getattr(unwrap(m)[0], "__name__", None) == item]
             if chosen:
                 annotation = chosen[0]
                 continue

@@ -27,7 +27,7 @@ from pydantic.fields import FieldInfo
 
 from .app import AppConfig
 from .base import SchemaType
-from .errors import _is_union, _unwrap, union_members
+from .errors import is_union, unwrap, union_members
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_ARGS = ROOT / "components" / "app_args.py"
@@ -79,18 +79,18 @@ def _is_model(annotation: Any) -> bool:
 
 def _member_models(annotation: Any, discriminator: Any = None) -> list[tuple[Optional[str], type[BaseModel]]]:
     """The models a field can hold (a model, or the model members of a union), with their tags."""
-    base, _ = _unwrap(annotation)
+    base, _ = unwrap(annotation)
     if _is_model(base):
         return [(None, base)]
-    if _is_union(base):
+    if is_union(base):
         members, _ = union_members(annotation, discriminator)
-        return [(tag, _unwrap(m)[0]) for tag, m in members if _is_model(_unwrap(m)[0])]
+        return [(tag, unwrap(m)[0]) for tag, m in members if _is_model(unwrap(m)[0])]
     return []
 
 
 def shape_of(annotation: Any, discriminator: Any = None) -> Optional[Shape]:
     """The object type of an annotation (None for a scalar, list or map)."""
-    base, metadata = _unwrap(annotation)
+    base, metadata = unwrap(annotation)
     models = _member_models(annotation, discriminator)
     if not models:
         return None
@@ -148,7 +148,7 @@ def _args_type(annotation: Any, discriminator: Any, shapes: dict[str, Shape], or
     if shape is not None:
         _collect(shape, shapes, order)
         return shape.name
-    base, _ = _unwrap(annotation)
+    base, _ = unwrap(annotation)
     origin = typing.get_origin(base)
     if origin is list:
         return f"list[{_args_type(typing.get_args(base)[0], None, shapes, order)}]"
@@ -221,10 +221,10 @@ def _bounds(info_metadata: list) -> str:
 
 
 def _doc_type(annotation: Any, metadata: list, discriminator: Any = None) -> str:
-    base, more = _unwrap(annotation)
+    base, more = unwrap(annotation)
     metadata = list(metadata) + list(more)
     if _member_models(annotation, discriminator):
-        scalars = [m for _, m in union_members(annotation)[0] if not _is_model(_unwrap(m)[0])] if _is_union(base) else []
+        scalars = [m for _, m in union_members(annotation)[0] if not _is_model(unwrap(m)[0])] if is_union(base) else []
         return "string or object" if scalars else "object"
     origin = typing.get_origin(base)
     if origin is list:
@@ -253,7 +253,7 @@ def _rows(shape: Shape, path: str, rows: list[str]) -> None:
         if len(key.literals) > 1:
             kind = " \\| ".join(f"`{value}`" for value in key.literals)
         rows.append(f"| `{where}` | {kind} | {default} | {description} |")
-        base, _ = _unwrap(info.annotation)
+        base, _ = unwrap(info.annotation)
         inner = shape_of(key.annotation, info.discriminator)
         if inner is not None:
             _rows(inner, f"{where}.", rows)

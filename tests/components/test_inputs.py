@@ -247,6 +247,12 @@ INVALID = {
         helpers.app(ingress_http={"clas_name": "nginx"}),
         "stable-diffusion:app.ingress_http.clas_name", ["unknown key"],
     ),
+    # The path comes from pydantic's structured loc: a map key is part of it whatever its
+    # spelling (the old string guesswork dropped any item that began with a capital).
+    "bad preset name": (
+        helpers.app(presets={"Big_GPU": {"cpu": "4", "memory": "8Gi"}}),
+        "stable-diffusion:app.presets.Big_GPU", ["is not a DNS label"],
+    ),
     "custom preset without gpu labels": (
         helpers.app(preset={"name": "mine"}, presets={"mine": {"gpu_count": 1, "cpu": "4", "memory": "8Gi"}}),
         "stable-diffusion:app.presets.mine", ["needs at least one of gpu_product"],
