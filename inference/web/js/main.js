@@ -17,6 +17,7 @@ const state = {
   pngParams: null, // A1111 fields read from the last PNG
   busy: false,
   currentModel: null,
+  loraWeights: {}, // LoRA name -> the weight the server was started with
 };
 
 const mask = new MaskEditor({ imageCanvas: $("image-canvas"), maskCanvas: $("mask-canvas"), brushSize: $("brush-size") });
@@ -94,6 +95,8 @@ async function loadServerInfo() {
     fill($("sampler_name"), samplers.map((s) => [s.name, s.name]), "Euler a");
     if (loras.length) {
       fill($("lora"), loras.map((l) => [l.name, l.alias && l.alias !== l.name ? `${l.alias} (${l.name})` : l.name]));
+      state.loraWeights = Object.fromEntries(loras.map((l) => [l.name, l.metadata?.default_weight ?? 1]));
+      $("lora-weight").value = state.loraWeights[$("lora").value];
     } else {
       fill($("lora"), [["", "none loaded"]]);
     }
@@ -102,9 +105,9 @@ async function loadServerInfo() {
     const realUpscalers = upscalerNames.filter((name) => name !== "None");
     fill($("upscaler_1"), upscalerNames.map((n) => [n, n]), realUpscalers.includes("Lanczos") ? "Lanczos" : realUpscalers[0] ?? "None");
     fill($("upscaler_2"), upscalerNames.map((n) => [n, n]), "None");
-    // A1111 offers the latent modes first, then every upscaler, for the hires fix.
-    const hires = [...latentModes.map((m) => m.name), ...realUpscalers];
-    if (!hires.length) hires.push("Latent");
+    // A1111 offers the latent modes first (its default: "Latent"), then every upscaler.
+    const latent = latentModes.length ? latentModes.map((m) => m.name) : ["Latent"];
+    const hires = [...latent, ...realUpscalers];
     fill($("hr_upscaler"), hires.map((n) => [n, n]), hires[0]);
     setStatus("ready", "ready");
   } catch (error) {
@@ -392,6 +395,7 @@ function wire() {
   bindOutput("brush-size", "brush-size-value");
   bindOutput("extras_upscaler_2_visibility", "visibility-value");
   $("enable_hr").addEventListener("change", () => { $("hires-options").hidden = !$("enable_hr").checked; });
+  $("lora").addEventListener("change", () => { $("lora-weight").value = state.loraWeights[$("lora").value] ?? 1; });
   $("add-lora").addEventListener("click", () => {
     const prompt = $("prompt");
     const tag = `<lora:${$("lora").value}:${Number($("lora-weight").value)}>`;
