@@ -13,7 +13,14 @@ import bcrypt
 import httpx
 import pytest
 
-from inference.api.auth import OPEN_PATHS, BasicAuth, HtpasswdError, Verdict, bcrypt_cost, load_htpasswd
+from inference.api.auth import (
+    OPEN_PATHS,
+    BasicAuth,
+    HtpasswdError,
+    Verdict,
+    bcrypt_cost,
+    load_htpasswd,
+)
 
 from .server import ServerProcess
 
