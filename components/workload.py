@@ -182,6 +182,12 @@ def _server_container(app: AppConfig, image: ImageRef, auth: Optional[Auth], tok
         env.append({"name": "SD_MAX_LOADED_MODELS", "value": str(settings.max_loaded_models)})
     if app.cors_origins:
         env.append({"name": "SD_CORS_ORIGINS", "value": ",".join(app.cors_origins)})
+    if app.ingress_http.host:
+        # OpenAI `response_format: url` links point at the Ingress, not at the pod (and
+        # never at the client's Host header). Without a host the address is only known
+        # once the controller publishes it, so links then use the pod's address.
+        scheme = "https" if app.ingress_http.tls is not None else "http"
+        env.append({"name": "SD_PUBLIC_URL", "value": f"{scheme}://{app.ingress_http.host}"})
     mounts = [{"name": "model-cache", "mountPath": CACHE_MOUNT}, tmp_mount()]
     if auth is not None:
         env.append({"name": "SD_AUTH_FILE", "value": AUTH_FILE})

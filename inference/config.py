@@ -4,9 +4,11 @@ the environment; a developer through flags)."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -88,7 +90,33 @@ class ServerSettings(ModelSettings):
         1, ge=1, description="checkpoints kept in memory at once; past it the least recently used is unloaded"
     )
     auth_file: Path | None = Field(None, description="htpasswd file with bcrypt lines; enables HTTP Basic auth")
-    cors_origins: list[str] = Field(default_factory=list, description="origins allowed by CORS (comma-separated)")
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="origins allowed by CORS (comma-separated); '*' allows every origin but never with credentials "
+        "(browsers then send no cached Basic auth), a list of origins allows credentials",
+    )
+    public_url: str | None = Field(
+        None,
+        description="base URL clients reach this server at (e.g. https://sd.example.com); OpenAI response_format "
+        "url links start with it. Unset: the address the connection arrived on, never the client's Host header",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="addresses or CIDR networks of reverse proxies whose X-Forwarded-For/-Proto are believed "
+        "(the client address in the access log); empty = none, the log shows the TCP peer",
+    )
+    max_connections: int = Field(
+        1024,
+        ge=8,
+        description="open HTTP connections at most (also kept below the open-file limit); past it the connection "
+        "that has waited longest for a request is closed, or the new one gets 503 when every one is busy",
+    )
+    header_timeout_seconds: float = Field(
+        10.0, gt=0, le=300, description="a request's headers must arrive within this long, or the connection is closed (408)"
+    )
+    body_timeout_seconds: float = Field(
+        60.0, gt=0, le=3600, description="a request's body must arrive within this long after its headers, or the connection is closed (408)"
+    )
     max_width: int = Field(2048, ge=64, description="largest width accepted")
     max_height: int = Field(2048, ge=64, description="largest height accepted")
     max_steps: int = Field(150, ge=1, description="most denoising steps accepted")
@@ -105,10 +133,30 @@ class ServerSettings(ModelSettings):
     image_url_capacity: int = Field(128, ge=1, description="most OpenAI url images kept at once (oldest go first)")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "trusted_proxies", mode="before")
     @classmethod
     def _split_origins(cls, value):
         return _split_commas(value)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or CIDR network") from None
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_is_absolute(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parsed = urlsplit(value)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.query or parsed.fragment:
+            raise ValueError(f"must be an http(s) URL like https://sd.example.com[/prefix], got {value!r}")
+        return value.rstrip("/")
 
     @field_validator("auth_file")
     @classmethod

@@ -13,13 +13,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import signal
+from collections.abc import Callable
 from types import FrameType
-from typing import Callable
 
 import uvicorn
 
 from .api.app import create_app
+from .api.connections import (
+    ACCEPT_ERRORS,
+    MAX_REQUEST_HEAD_BYTES,
+    RESERVED_FILE_DESCRIPTORS,
+    ConnectionLimits,
+    RateLimitedLogFilter,
+    guarded_protocol,
+)
 from .config import ServerSettings
 from .engine.oom import BatchRunner
 
@@ -66,6 +75,17 @@ class GracefulServer(uvicorn.Server):
         self.should_exit = True
 
 
+def connection_bound(wanted: int) -> int:
+    """`--max-connections`, lowered to fit the process's open-file limit (a connection is
+    a file descriptor; past the limit, accept() fails and nothing is served)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or wanted <= soft - RESERVED_FILE_DESCRIPTORS:
+        return wanted
+    bound = max(soft - RESERVED_FILE_DESCRIPTORS, 8)
+    log.warning("open-file limit is %d: serving at most %d connections instead of %d", soft, bound, wanted)
+    return bound
+
+
 def serve(settings: ServerSettings, *, wrap_runner: Callable[[BatchRunner], BatchRunner] | None = None) -> int:
     """Serve until SIGTERM/SIGINT; 0 after a clean drain, 1 if the model failed to load.
 
@@ -74,17 +94,29 @@ def serve(settings: ServerSettings, *, wrap_runner: Callable[[BatchRunner], Batc
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # When the open-file limit is reached, asyncio logs a traceback per accept attempt
+    # (thousands a second): one line a minute says the same.
+    logging.getLogger("asyncio").addFilter(RateLimitedLogFilter(ACCEPT_ERRORS))
     app = create_app(settings, wrap_runner=wrap_runner)
     runtime = app.state.runtime
+    limits = ConnectionLimits(
+        max_connections=connection_bound(settings.max_connections),
+        header_timeout=settings.header_timeout_seconds,
+        body_timeout=settings.body_timeout_seconds,
+    )
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        http=guarded_protocol(limits),
+        h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
         # Uvicorn waits for in-flight requests on shutdown; admitted generations finish.
         timeout_graceful_shutdown=None,
-        proxy_headers=True,
-        forwarded_allow_ips="*",
+        # X-Forwarded-For/-Proto are believed from the configured proxies only; with
+        # none, the client address (and the access log) is the TCP peer.
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=",".join(settings.trusted_proxies) or None,
     )
     server = GracefulServer(config, begin_drain=runtime.begin_drain, drained=runtime.drained)
 

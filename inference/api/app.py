@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import asynccontextmanager
-from typing import Callable
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -18,6 +18,7 @@ from . import openai_images, ops, sdapi, sdapi_catalog, seed, stablestudio
 from .auth import BasicAuth, BasicAuthMiddleware, load_htpasswd
 from .errors import install_error_handlers
 from .middleware import BodySizeLimitMiddleware, MetricsMiddleware
+from .security import SecurityHeadersMiddleware, mount_docs
 from .web import mount_web
 
 DESCRIPTION = """Stable Diffusion over HTTP, in three dialects:
@@ -41,8 +42,14 @@ def create_app(
             yield
         finally:
             await runtime.stop()
+            if auth is not None:
+                auth.close()
 
-    app = FastAPI(title="Stable Diffusion", version=VERSION.split()[-1], description=DESCRIPTION, lifespan=lifespan)
+    # /docs is served from this server's files (security.py), not FastAPI's CDN page.
+    app = FastAPI(
+        title="Stable Diffusion", version=VERSION.split()[-1], description=DESCRIPTION, lifespan=lifespan,
+        docs_url=None, redoc_url=None,
+    )
     # The service objects of this app, read by the routes through api/dependencies.py.
     app.state.runtime = runtime
     app.state.history = GenerationHistory(settings.history_size)
@@ -57,9 +64,11 @@ def create_app(
     app.include_router(stablestudio.router)
     app.include_router(openai_images.router)
     mount_web(app)
+    mount_docs(app)
 
-    # Middleware runs outermost-last: CORS answers preflights before auth, and the
-    # metrics layer sees every response, 401s and 413s included.
+    # Middleware runs outermost-last: CORS answers preflights before auth, the metrics
+    # layer sees every response, 401s and 413s included, and every response (CORS
+    # preflights too) carries the security headers.
     if auth is not None:
         app.add_middleware(BasicAuthMiddleware, auth=auth)
     app.add_middleware(BodySizeLimitMiddleware, limit=settings.max_body_bytes)
@@ -70,6 +79,10 @@ def create_app(
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "OPTIONS"],
             allow_headers=["*"],
-            allow_credentials=True,
+            # With '*', Starlette would reflect any origin with credentials allowed: every
+            # web page could drive the API with a user's cached Basic auth. Credentials
+            # are allowed only for origins named one by one.
+            allow_credentials="*" not in settings.cors_origins,
         )
+    app.add_middleware(SecurityHeadersMiddleware)
     return app

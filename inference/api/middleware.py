@@ -63,8 +63,36 @@ class BodySizeLimitMiddleware:
                 await _too_large(self.limit)(scope, receive, send)
 
 
+# Request metrics get one series per label combination, kept for the life of the process
+# and scraped forever: every label value comes from a small fixed set, never from what a
+# client wrote (a made-up method or path must not add a series).
+METRIC_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    return method if method in METRIC_METHODS else "other"
+
+
+def status_label(status: int) -> str:
+    # The app only answers the codes it knows; anything else would be a bug, not a label.
+    return str(status) if 100 <= status <= 599 else "other"
+
+
+def route_label(scope: Scope, root_path: str) -> str:
+    """The route's template (`/sdapi/v1/options`, `/v1/models/{model_id:path}`), a mount's
+    prefix (`/web`), `/` for the page, else `unmatched`: never the raw path."""
+    route = scope.get("route")
+    template = getattr(route, "path", None)
+    if template:
+        return template
+    mounted = scope.get("root_path", root_path)
+    if mounted != root_path:
+        return mounted[len(root_path):]  # a static mount (its prefix is fixed in code)
+    return "/" if scope["path"] == "/" else "unmatched"
+
+
 class MetricsMiddleware:
-    """Observes latency by route template (bounded label values), method and status."""
+    """Observes latency by route template, method and status, each from a bounded set."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics):
         self.app = app
@@ -83,9 +111,11 @@ class MetricsMiddleware:
                 status = message["status"]
             await send(message)
 
+        root_path = scope.get("root_path", "")
         try:
             await self.app(scope, receive, observing_send)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or ("static" if scope["path"] == "/" else "unmatched")
-            self.metrics.observe_request(template, scope["method"], status, time.perf_counter() - started)
+            self.metrics.observe_request(
+                route_label(scope, root_path), method_label(scope["method"]), status_label(status),
+                time.perf_counter() - started,
+            )

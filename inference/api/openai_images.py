@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any, Callable, Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,7 +22,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import ClientDisconnected, InvalidInput, ModelNotFound, ServiceError
 from ..service.schemas import NullMeansDefault, Txt2ImgRequest
-from .dependencies import DisconnectCheckDep, GenerationServiceDep, ImageUrlsDep, RuntimeDep
+from .dependencies import (
+    DisconnectCheckDep,
+    GenerationServiceDep,
+    ImageUrlsDep,
+    RuntimeDep,
+)
 from .errors import openai_http_error, openai_response, openai_validation_error
 
 # Names OpenAI clients send by default; they select this server's model, as any client
@@ -96,6 +102,21 @@ def _size(value: str | None) -> tuple[int | None, int | None]:
     return int(match[1]), int(match[2])
 
 
+def image_link_base(request: Request, public_url: str | None) -> str:
+    """Where `response_format: url` links point: the configured public URL, else the
+    address this connection arrived on. Never the request's Host header, which the
+    client writes (a link to any host it likes)."""
+    if public_url:
+        return public_url
+    root = request.scope.get("root_path", "")
+    if not request.scope.get("server"):
+        return root  # a Unix socket: a link relative to this server
+    host, port = request.scope["server"]
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{request.scope['scheme']}://{host}:{port}{root}"
+
+
 @router.post(
     "/images/generations",
     response_model=ImagesResponse,
@@ -136,8 +157,9 @@ async def generate_images(
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in error.errors()]) from None
     result = await service.generate(txt2img, is_disconnected)
     if body.response_format == "url":
+        base = image_link_base(request, runtime.settings.public_url)
         data = [
-            ImageData(url=str(request.url_for("openai_image_file", image_id=image_urls.put_base64(image))))
+            ImageData(url=base + request.app.url_path_for("openai_image_file", image_id=image_urls.put_base64(image)))
             for image in result.images
         ]
     else:

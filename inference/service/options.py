@@ -8,6 +8,8 @@ One per app, shared by the `/sdapi/v1` routes and by `GenerationService` (a requ
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,8 +17,27 @@ from ..errors import InvalidInput, ModelNotFound
 from ..serving.batcher import Progress
 from .runtime import Runtime
 
+log = logging.getLogger(__name__)
+
 # Reported as they are whatever a client stores under these names.
 _DERIVED_OPTIONS = ("sd_model_checkpoint", "sd_checkpoint_hash")
+
+# Stored options are kept for the life of the process and echoed by every GET, so one
+# client must not grow them without bound. A1111 itself has about 450 options: a client
+# that reads them all and posts them back fits with room to spare.
+MAX_STORED_OPTIONS = 1024
+MAX_OPTION_NAME_LENGTH = 200
+MAX_OPTION_VALUE_BYTES = 64 * 1024  # one value, as JSON
+MAX_STORED_OPTIONS_BYTES = 1024 * 1024  # names + values, as JSON
+
+
+def _stored_size(name: str, value: Any) -> int | None:
+    """Bytes an option takes (name + JSON value); None when its value cannot be stored."""
+    try:
+        encoded = json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        return None
+    return len(name) + len(encoded)
 
 
 def checkpoint_sha256(name: str) -> str:
@@ -57,6 +78,7 @@ class A1111State:
         self.runtime = runtime
         # Options set by POST /options that we do not act on; GET /options echoes them back.
         self.stored_options: dict[str, Any] = {}
+        self._stored_sizes: dict[str, int] = {}  # name -> _stored_size, for the bounds
         # `started_at` of the batch that was interrupted or skipped (A1111 reports the
         # flag until the next job begins).
         self.interrupted_batch: float | None = None
@@ -70,7 +92,13 @@ class A1111State:
 
     async def set_options(self, options: dict[str, Any]) -> None:
         """`sd_model_checkpoint` selects (and loads) the current checkpoint; the other
-        options are stored, to be echoed back."""
+        options are stored, to be echoed back. Options past the bounds are refused (422
+        naming the first one) before anything changes."""
+        problem = next(self._refusals(options), None)
+        if problem is not None:
+            name, reason = problem
+            shown = name if len(name) <= MAX_OPTION_NAME_LENGTH else name[:MAX_OPTION_NAME_LENGTH] + "..."
+            raise InvalidInput(shown, reason)
         wanted = options.get("sd_model_checkpoint")
         if wanted is not None:
             try:
@@ -80,7 +108,42 @@ class A1111State:
         self.store(options)
 
     def store(self, options: dict[str, Any]) -> None:
-        self.stored_options.update({k: v for k, v in options.items() if k not in _DERIVED_OPTIONS})
+        """Keeps the options within the bounds; the ones past them are dropped (a
+        request's `override_settings` that stay set after it ran: its images are made)."""
+        refused = {name for name, _ in self._refusals(options)}
+        for name, value in options.items():
+            if name in _DERIVED_OPTIONS or name in refused:
+                continue
+            self._stored_sizes[name] = _stored_size(name, value)  # type: ignore[assignment]
+            self.stored_options[name] = value
+        if refused:
+            log.warning("%d option(s) not stored: past the stored options' bounds", len(refused))
+
+    def _refusals(self, options: dict[str, Any]):
+        """(option, reason) for each option that would take the stored options past
+        their bounds, taking the options in order."""
+        count = len(self.stored_options)
+        total = sum(self._stored_sizes.values())
+        for name, value in options.items():
+            if name in _DERIVED_OPTIONS:
+                continue
+            if len(name) > MAX_OPTION_NAME_LENGTH:
+                yield (name, f"option names are at most {MAX_OPTION_NAME_LENGTH} characters")
+                continue
+            size = _stored_size(name, value)
+            if size is None or size - len(name) > MAX_OPTION_VALUE_BYTES:
+                yield (name, f"an option's value is at most {MAX_OPTION_VALUE_BYTES} bytes of JSON")
+                continue
+            known = name in self._stored_sizes
+            if not known and count >= MAX_STORED_OPTIONS:
+                yield (name, f"at most {MAX_STORED_OPTIONS} options are stored; this one would be one more")
+                continue
+            grown = total - self._stored_sizes.get(name, 0) + size
+            if grown > MAX_STORED_OPTIONS_BYTES:
+                yield (name, f"stored options take at most {MAX_STORED_OPTIONS_BYTES} bytes; this one would pass that")
+                continue
+            count += 0 if known else 1
+            total = grown
 
     # -- jobs, interrupt and skip ---------------------------------------------------
 

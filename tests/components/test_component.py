@@ -70,6 +70,15 @@ def test_deployment_container_contract():
     assert volumes(result)["tmp"]["emptyDir"]
 
 
+def test_server_links_point_at_the_ingress_host():
+    # Issue 14: OpenAI url links come from the configured public URL, not the Host header.
+    assert "SD_PUBLIC_URL" not in env(container(run(app())))
+    plain = env(container(run(app(ingress_http={"host": "sd.example.com"}))))
+    assert plain["SD_PUBLIC_URL"] == "http://sd.example.com"
+    tls = env(container(run(app(ingress_http={"host": "sd.example.com", "tls": {"secret_name": "sd-cert"}}))))
+    assert tls["SD_PUBLIC_URL"] == "https://sd.example.com"
+
+
 def test_init_container_prefetches_the_model():
     result = run(with_model(app(), revision="v2"))
     init = container(result, "model-download")

@@ -3,13 +3,24 @@ and neither the password nor the HF token ever reaches the log or a response."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import statistics
+import threading
+import time
 
 import bcrypt
 import httpx
 import pytest
 
-from inference.api.auth import OPEN_PATHS, HtpasswdError, load_htpasswd
+from inference.api.auth import (
+    OPEN_PATHS,
+    BasicAuth,
+    HtpasswdError,
+    Verdict,
+    bcrypt_cost,
+    load_htpasswd,
+)
 
 from .server import ServerProcess
 
@@ -108,3 +119,114 @@ def test_htpasswd_errors_name_the_line_but_not_its_content(tmp_path):
     path.write_text("\n# only comments\n")
     with pytest.raises(HtpasswdError, match="no users"):
         load_htpasswd(path)
+
+
+# -- issue 14: bcrypt can neither starve the event loop nor fail nor leak user names -----
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def test_long_passwords_and_huge_authorization_headers_are_401_not_500(auth_server):
+    # bcrypt 5 raises on passwords over 72 bytes; a real user's name makes it reach bcrypt.
+    for password in (PASSWORD + "x" * 60, "p" * 73, "é" * 100):
+        response = _call(auth_server, "GET", "/sdapi/v1/options", headers={"Authorization": _basic("admin", password)})
+        assert response.status_code == 401, (len(password), response.status_code)
+        assert response.headers["www-authenticate"].startswith('Basic realm="stable-diffusion"')
+    for size in (8_000, 30_000, 60_000):
+        header = _basic("admin", "x" * size)
+        response = _call(auth_server, "GET", "/sdapi/v1/options", headers={"Authorization": header})
+        assert response.status_code == 401 and response.json()["error"] == "Unauthorized", size
+    # Past the 64 KiB request-head limit h11 refuses the request itself: a 400 (or the
+    # connection closed while the client still writes), never a 5xx.
+    try:
+        status = _call(auth_server, "GET", "/sdapi/v1/options", headers={"Authorization": _basic("admin", "x" * 100_000)}).status_code
+    except httpx.TransportError:
+        status = None
+    assert status in (400, 401, None)
+    assert _call(auth_server, "GET", "/sdapi/v1/options", auth=("admin", PASSWORD)).status_code == 200
+
+
+def test_unknown_users_cost_as_much_as_known_ones():
+    # htpasswd -B's default cost is 5; the dummy hash must not be slower (or faster).
+    users = {"known": bcrypt.hashpw(b"right", bcrypt.gensalt(rounds=5))}
+    auth = BasicAuth(users)
+    assert bcrypt_cost(auth._dummy_hash) == 5
+
+    def median_seconds(user: str) -> float:
+        async def timed() -> float:
+            started = time.perf_counter()
+            assert await auth.check(_basic(user, "wrong")) is Verdict.DENIED
+            return time.perf_counter() - started
+
+        return statistics.median(asyncio.run(timed()) for _ in range(15))
+
+    known, unknown = median_seconds("known"), median_seconds("nobody")
+    # Before, unknown users were checked at cost 10: 30 times slower than a cost-5 user.
+    assert unknown < 3 * known + 0.01, (known, unknown)
+    auth.close()
+
+
+def test_credential_checks_are_bounded_and_successes_cached():
+    users = {"known": bcrypt.hashpw(b"right", bcrypt.gensalt(rounds=11))}
+    auth = BasicAuth(users, threads=1, max_pending_checks=2)
+
+    async def scenario() -> tuple[list[Verdict], float, Verdict, Verdict]:
+        assert await auth.check(_basic("known", "right")) is Verdict.ALLOWED  # now cached
+        wrong = [asyncio.ensure_future(auth.check(_basic("known", f"wrong{i}"))) for i in range(5)]
+        await asyncio.sleep(0)  # all five have reached the admission check
+        started = time.perf_counter()
+        cached = await auth.check(_basic("known", "right"))  # no bcrypt: not held up by the flood
+        cached_seconds = time.perf_counter() - started
+        uncached_during_flood = await auth.check(_basic("known", "another-wrong"))
+        return list(await asyncio.gather(*wrong)), cached_seconds, cached, uncached_during_flood
+
+    verdicts, cached_seconds, cached, during_flood = asyncio.run(scenario())
+    assert verdicts == [Verdict.DENIED, Verdict.DENIED, Verdict.BUSY, Verdict.BUSY, Verdict.BUSY]
+    assert cached is Verdict.ALLOWED and cached_seconds < 0.01
+    assert during_flood is Verdict.BUSY  # answered at once, without hashing
+    auth.close()
+
+
+@pytest.fixture(scope="module")
+def costly_auth_server(cache_dir, tmp_path_factory):
+    """Auth at bcrypt cost 10 (about 0.1 s a check here), as a production htpasswd has."""
+    folder = tmp_path_factory.mktemp("costly-auth")
+    htpasswd = folder / "htpasswd"
+    htpasswd.write_text(f"admin:{bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=10)).decode()}\n")
+    with ServerProcess("--auth-file", str(htpasswd), cache_dir=cache_dir, log_path=folder / "server.log") as server:
+        yield server
+
+
+def test_a_wrong_password_flood_does_not_starve_healthz(costly_auth_server):
+    url = costly_auth_server.url
+    stop = threading.Event()
+    statuses: list[int] = []
+
+    def flood(number: int) -> None:
+        with httpx.Client(timeout=30) as client:
+            while not stop.is_set():
+                statuses.append(client.get(f"{url}/sdapi/v1/options", auth=("admin", f"wrong-{number}")).status_code)
+
+    clients = [threading.Thread(target=flood, args=(n,)) for n in range(6)]
+    for thread in clients:
+        thread.start()
+    latencies = []
+    try:
+        time.sleep(0.5)
+        with httpx.Client(timeout=30) as probe:
+            for _ in range(30):
+                started = time.perf_counter()
+                assert probe.get(f"{url}/healthz").status_code == 200
+                latencies.append(time.perf_counter() - started)
+                time.sleep(0.05)
+    finally:
+        stop.set()
+        for thread in clients:
+            thread.join(60)
+    # Before: every check held the event loop for the length of a bcrypt (p50 ~0.5 s here).
+    assert statistics.median(latencies) < 0.1, sorted(latencies)
+    assert statuses and set(statuses) <= {401, 429}, set(statuses)
+    assert statuses.count(401) >= 6  # the checks really ran
+    assert httpx.get(f"{url}/sdapi/v1/options", auth=("admin", PASSWORD), timeout=30).status_code == 200

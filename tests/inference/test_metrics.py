@@ -67,3 +67,27 @@ def test_process_age_counts_from_spawn_not_from_import():
     )
     output = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert float(output.stdout) >= 0.5
+
+
+def test_made_up_methods_and_paths_add_no_series(tiny):
+    """Issue 14: every request-metric label comes from a bounded set, whatever the client
+    writes as method or path."""
+
+    def series() -> set[frozenset]:
+        return {labels for (name, labels) in scrape(tiny) if name == "sd_request_duration_seconds_count"}
+
+    # One of each kind first, so that its (bounded) series exists before the count.
+    tiny.request("MADEUP0", "/healthz")
+    tiny.request("MADEUP0", "/sdapi/v1/x0")
+    tiny.get("/no/such/path/0")
+    series()
+    before = series()
+    for number in range(1, 2001):
+        tiny.request(f"MADEUP{number}", "/healthz" if number % 2 else f"/sdapi/v1/x{number}")
+        if number % 10 == 0:
+            tiny.get(f"/no/such/path/{number}")
+    after = series()
+    assert after == before, sorted(map(sorted, after - before))[:5]
+    values = {value for labels in after for _, value in labels}
+    assert not any("MADEUP" in value or "/no/such" in value for value in values)
+    assert frozenset({("route", "/healthz"), ("method", "other"), ("status", "405")}) in after
