@@ -103,6 +103,13 @@ def shape_of(annotation: Any, discriminator: Any = None) -> Optional[Shape]:
     return Shape(marker.name, marker.description, _keys(models, marker.tag_prefix))
 
 
+def root_shape() -> Shape:
+    """The shape of `AppConfig` itself (a model, so never None)."""
+    root = shape_of(AppConfig)
+    assert root is not None
+    return root
+
+
 def _keys(models: list[tuple[Optional[str], type[BaseModel]]], prefix: bool) -> dict[str, Key]:
     keys: dict[str, Key] = {}
     owners: dict[str, list[str]] = {}
@@ -195,8 +202,7 @@ def _docstring(text: str, indent: str) -> str:
 def app_args_source() -> str:
     shapes: dict[str, Shape] = {}
     order: list[str] = []
-    root = shape_of(AppConfig)
-    _collect(root, shapes, order)
+    _collect(root_shape(), shapes, order)
     out = [ARGS_HEADER]
     for name in order:
         shape = shapes[name]
@@ -268,7 +274,7 @@ def _rows(shape: Shape, path: str, rows: list[str]) -> None:
 
 def reference_table() -> str:
     rows = ["| path | type | default | description |", "|---|---|---|---|"]
-    _rows(shape_of(AppConfig), "", rows)
+    _rows(root_shape(), "", rows)
     return "\n".join(rows)
 
 
