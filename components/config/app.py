@@ -29,7 +29,8 @@ class PresetRef(ConfigModel):
     """The GPU preset each replica gets."""
 
     name: Annotated[str, Field(min_length=1)]
-    """Per-replica preset: a built-in name (cpu-small, gpu-t4-x1, gpu-l4-x1, gpu-a10g-x1, gpu-l40s-x1, gpu-a100-x1, gpu-h100-x1, gpu-h200-x1) or a key of `presets`."""
+    """Per-replica preset: a built-in name (cpu-small, gpu-t4-x1, gpu-l4-x1, gpu-a10g-x1, gpu-l40s-x1, gpu-a100-x1, gpu-h100-x1,
+    gpu-h200-x1) or a key of `presets`."""
 
 
 class AppConfig(ConfigModel):
