@@ -27,7 +27,7 @@ from pydantic.fields import FieldInfo
 
 from .app import AppConfig
 from .base import SchemaType
-from .errors import is_union, unwrap, union_members
+from .errors import is_union, union_members, unwrap
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_ARGS = ROOT / "components" / "app_args.py"
