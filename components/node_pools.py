@@ -110,7 +110,8 @@ def _karpenter(app: AppConfig, pool: KarpenterNodePool, names: Names, opts: pulu
     ]
     if preset.gpu_count:
         requirements.append(
-            {"key": KARPENTER_GPU_NAME_LABEL, "operator": "In", "values": [_validated(preset.karpenter_gpu_name, "karpenter_gpu_name")]}
+            {"key": KARPENTER_GPU_NAME_LABEL, "operator": "In",
+             "values": [_validated(preset.karpenter_gpu_name, "karpenter_gpu_name")]}
         )
         if preset.karpenter_min_gpu_memory_mib:
             requirements.append(
