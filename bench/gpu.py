@@ -230,9 +230,11 @@ class Bench:
 
     def run(self) -> None:
         archs = [gpu_configs.SD15_SMOKE, gpu_configs.SDXL_SMOKE] if self.args.smoke else [gpu_configs.SD15, gpu_configs.SDXL]
+        compile_budgets = (self.args.compile_budget_sd15, self.args.compile_budget_sdxl)
         compile_on = self.args.compile if self.args.compile is not None else self.device == "cuda"
         pipes = []
-        for arch in archs:
+        # Each architecture keeps its own compile budget even when the one before it fails to build.
+        for arch, needed in zip(archs, compile_budgets, strict=True):
             try:
                 pipe = self.build(arch)
             except Exception as error:  # noqa: BLE001
@@ -241,13 +243,14 @@ class Bench:
             self.note(f"built {arch['name']} (UNet {sum(p.numel() for p in pipe.unet.parameters()) / 1e9:.2f}B parameters)")
             for mode in MODES[:2]:
                 self.run_mode(pipe, arch, mode)
-            pipes.append((arch, pipe))
+            pipes.append((arch, pipe, needed))
         # Compiling is slow to start: done last, so eager results are safe if time runs out.
-        for (arch, pipe), needed in zip(pipes, (self.args.compile_budget_sd15, self.args.compile_budget_sdxl)):
+        for arch, pipe, needed in pipes:
             if not compile_on:
                 self.note(f"{arch['name']}: torch.compile skipped (--no-compile or no CUDA)")
             elif self.args.budget_s - self.elapsed() < needed:
-                self.note(f"{arch['name']}: torch.compile skipped: {self.args.budget_s - self.elapsed():.0f}s left of the budget, {needed}s needed")
+                left_s = self.args.budget_s - self.elapsed()
+                self.note(f"{arch['name']}: torch.compile skipped: {left_s:.0f}s left of the budget, {needed}s needed")
             else:
                 self.run_mode(pipe, arch, MODES[2])
             del pipe
@@ -277,12 +280,14 @@ def report(rows: list[dict], environment: dict) -> str:
             for mode in MODES[1:]:
                 fast = by_key.get((model, mode, batch))
                 if plain and fast:
-                    lines.append(f"{model} batch {batch}: {mode} / fp32 plain = {fast['it_per_s'] / plain['it_per_s']:.2f}x it/s, "
+                    lines.append(f"{model} batch {batch}: {mode} / fp32 plain = "
+                                 f"{fast['it_per_s'] / plain['it_per_s']:.2f}x it/s, "
                                  f"{fast['images_per_s'] / plain['images_per_s']:.2f}x images/s")
         for mode in MODES:
             one, four = by_key.get((model, mode, 1)), by_key.get((model, mode, 4))
             if one and four:
-                lines.append(f"{model} {mode}: batching gain (images/s, batch 4 / batch 1) = {four['images_per_s'] / one['images_per_s']:.2f}x")
+                gain = four["images_per_s"] / one["images_per_s"]
+                lines.append(f"{model} {mode}: batching gain (images/s, batch 4 / batch 1) = {gain:.2f}x")
     return "\n".join(lines)
 
 

@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> None:
         table(
             ["path", "median latency (ms)", "min (ms)", "max (ms)"],
             [
-                ["direct pipeline call", f"{median(direct_s) * 1000:.1f}", f"{min(direct_s) * 1000:.1f}", f"{max(direct_s) * 1000:.1f}"],
+                ["direct pipeline call", f"{median(direct_s) * 1000:.1f}", f"{min(direct_s) * 1000:.1f}",
+                 f"{max(direct_s) * 1000:.1f}"],
                 ["HTTP end to end", f"{median(http_s) * 1000:.1f}", f"{min(http_s) * 1000:.1f}", f"{max(http_s) * 1000:.1f}"],
                 ["(pipeline call inside the server, mean)", f"{inside_mean * 1000:.1f}", "", ""],
             ],

@@ -20,7 +20,7 @@ class StableDiffusionArgs(TypedDict):
     """Inputs of the component."""
 
     app: App
-    """The `stable-diffusion:app` config, validated before any resource is declared. From Python a validated `AppConfig` is accepted too. See docs/component.md."""
+    """The `stable-diffusion:app` config, validated before any resource is declared. From Python a validated `AppConfig` is accepted too. See docs/component.md."""  # noqa: E501 (schema text, one line)
     hf_token: NotRequired[pulumi.Input[str]]
     """Overrides `stable_diffusion.hugging_face_model.hf_token` (stored as a secret)."""
     registry_password: NotRequired[pulumi.Input[str]]

@@ -144,8 +144,9 @@ class GkeMachine:
     accelerator: Optional[str] = None  # fixed GPU type; None: none of its own
     count: int = 0  # fixed GPUs per node
     capacity: str = ON_DEMAND
-    # n1 only: accelerators it may attach, with the allowed counts.
+    # n1 only: accelerators it may attach, with the allowed counts, and its vCPUs (which cap them).
     attachable: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    vcpus: int = 0
 
 
 def _fixed(accelerator: str, counts: dict[str, int], capacity: str = ON_DEMAND) -> dict[str, GkeMachine]:
@@ -197,8 +198,10 @@ def gke_machine(machine_type: str) -> GkeMachine:
             f"'{machine_type}' is not a known GPU machine type; known: "
             + ", ".join(sorted(GKE_FIXED_GPU_MACHINES))
         )
-    if _N1.match(machine_type):
-        return GkeMachine(machine_type, attachable={a: g.counts for a, g in GKE_N1_GPUS.items()})
+    n1_shape = _N1.match(machine_type)
+    if n1_shape:
+        return GkeMachine(machine_type, attachable={a: g.counts for a, g in GKE_N1_GPUS.items()},
+                          vcpus=int(n1_shape.group(2)))
     return GkeMachine(machine_type)
 
 
@@ -236,7 +239,7 @@ def gke_accelerator_count(machine_type: str, accelerator: str, gpus_per_pod: int
                 f"an n1 machine attaches at most {max(n1.counts)} x {accelerator}, fewer than the "
                 f"{gpus_per_pod} each pod requests"
             )
-        vcpus = int(_N1.match(machine_type).group(2))
+        vcpus = machine.vcpus
         if vcpus > n1.max_vcpus[count]:
             raise GkeMachineMismatch(
                 f"'{machine_type}' has {vcpus} vCPUs; with {count} x {accelerator} an n1 machine "
@@ -252,8 +255,8 @@ def gke_accelerator_count(machine_type: str, accelerator: str, gpus_per_pod: int
 def gke_capacity_problem(machine: GkeMachine, spot: bool, flex_start: bool, reservation: Optional[str]) -> Optional[str]:
     """Why a pool on `machine` with this consumption option would never get a node, or None."""
     if machine.capacity == SPOT_OR_FLEX_START and not (spot or flex_start):
-        on_demand = [name for name in gke_machines_for(machine.accelerator)
-                     if GKE_FIXED_GPU_MACHINES[name].capacity == ON_DEMAND]
+        same_gpu = gke_machines_for(machine.accelerator) if machine.accelerator else []
+        on_demand = [name for name in same_gpu if GKE_FIXED_GPU_MACHINES[name].capacity == ON_DEMAND]
         instead = f", or node_pool.machine_type: {' / '.join(on_demand)} (on-demand)" if on_demand else ""
         return (
             f"'{machine.machine_type}' is sold as Spot or flex-start only (no on-demand capacity): an "

@@ -85,7 +85,7 @@ def image(
     context = _context()
     push = build.registry is not None
     registries = None
-    if push and build.username is not None:
+    if build.registry is not None and build.username is not None:
         registries = [
             docker_build.RegistryArgs(
                 address=build.registry.split("/")[0],

@@ -32,6 +32,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from . import monitoring
+from .args import ApiEndpoint
 from .config import AppConfig, TlsClusterIssuer, TlsSecret
 from .meta import PORT, PORT_NAME, Names
 
@@ -160,13 +161,13 @@ def network_policy(app: AppConfig, names: Names, opts: pulumi.ResourceOptions):
     )
 
 
-def external_api(app: AppConfig, ing: k8s.networking.v1.Ingress) -> pulumi.Output[dict]:
+def external_api(app: AppConfig, ing: k8s.networking.v1.Ingress) -> pulumi.Output[ApiEndpoint]:
     """{host, port, protocol, base_path, url} as clients outside the cluster reach it."""
     http = app.ingress_http
     tls = http.tls is not None
     protocol, port = ("https", 443) if tls else ("http", 80)
 
-    def shape(host: Optional[str]) -> dict:
+    def shape(host: Optional[str]) -> ApiEndpoint:
         return {
             "host": host,
             "port": port,
@@ -191,7 +192,7 @@ def external_api(app: AppConfig, ing: k8s.networking.v1.Ingress) -> pulumi.Outpu
     return ing.status.apply(lambda status: shape(published(status)))
 
 
-def internal_api(names: Names) -> dict:
+def internal_api(names: Names) -> ApiEndpoint:
     host = names.internal_host
     return {
         "host": host,

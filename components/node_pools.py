@@ -51,6 +51,13 @@ POOL_NODE_LABEL = "stable-diffusion/pool"
 GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
 
 
+def _validated(label: Optional[str], name: str) -> str:
+    """A GPU preset's label for the pool's mode, which AppConfig validation has required."""
+    if not label:
+        raise AssertionError(f"preset.{name} is unset; AppConfig validation should have refused this config")
+    return label
+
+
 @dataclass(frozen=True)
 class Placement:
     node_selector: dict[str, str] = field(default_factory=dict)
@@ -67,16 +74,16 @@ def placement(app: AppConfig, names: Names) -> Placement:
         if pool.node_selector is not None:
             selector = dict(pool.node_selector)
         else:
-            selector = {GPU_PRODUCT_LABEL: preset.gpu_product} if preset.gpu_count else {}
+            selector = {GPU_PRODUCT_LABEL: _validated(preset.gpu_product, "gpu_product")} if preset.gpu_count else {}
         return Placement(selector, tolerations, elastic=False)
     if isinstance(pool, KarpenterNodePool):
         selector = {KARPENTER_NODEPOOL_LABEL: names.node_pool}
         if preset.gpu_count:
-            selector[KARPENTER_GPU_NAME_LABEL] = preset.karpenter_gpu_name
+            selector[KARPENTER_GPU_NAME_LABEL] = _validated(preset.karpenter_gpu_name, "karpenter_gpu_name")
         return Placement(selector, tolerations, elastic=True)
     selector = {GKE_NODEPOOL_LABEL: names.node_pool}
     if preset.gpu_count:
-        selector[GKE_ACCELERATOR_LABEL] = preset.gke_accelerator
+        selector[GKE_ACCELERATOR_LABEL] = _validated(preset.gke_accelerator, "gke_accelerator")
     return Placement(selector, tolerations, elastic=True)
 
 
@@ -103,7 +110,8 @@ def _karpenter(app: AppConfig, pool: KarpenterNodePool, names: Names, opts: pulu
     ]
     if preset.gpu_count:
         requirements.append(
-            {"key": KARPENTER_GPU_NAME_LABEL, "operator": "In", "values": [preset.karpenter_gpu_name]}
+            {"key": KARPENTER_GPU_NAME_LABEL, "operator": "In",
+             "values": [_validated(preset.karpenter_gpu_name, "karpenter_gpu_name")]}
         )
         if preset.karpenter_min_gpu_memory_mib:
             requirements.append(
@@ -155,7 +163,8 @@ def _gke(app: AppConfig, pool: GkeNodePool, names: Names, opts: pulumi.ResourceO
     pods = app.stable_diffusion.max_replicas + 1
     accelerators = []
     if preset.gpu_count:
-        per_node = gke_accelerator_count(machine_type, preset.gke_accelerator, preset.gpu_count)
+        accelerator = _validated(preset.gke_accelerator, "gke_accelerator")
+        per_node = gke_accelerator_count(machine_type, accelerator, preset.gpu_count)
         # An 8-GPU node (a3-ultragpu-8g) holds 8 one-GPU replicas.
         max_nodes = pool.max_node_count or math.ceil(pods / (per_node // preset.gpu_count))
         warning = gke_capacity_warning(gke_machine(machine_type), pool.spot, pool.flex_start, pool.reservation)
@@ -163,7 +172,7 @@ def _gke(app: AppConfig, pool: GkeNodePool, names: Names, opts: pulumi.ResourceO
             pulumi.log.warn(f"stable-diffusion:app.node_pool: {warning}")
         accelerators = [
             gcp.container.NodePoolNodeConfigGuestAcceleratorArgs(
-                type=preset.gke_accelerator,
+                type=accelerator,
                 count=per_node,
                 gpu_driver_installation_config=gcp.container.NodePoolNodeConfigGuestAcceleratorGpuDriverInstallationConfigArgs(
                     gpu_driver_version=pool.gpu_driver_version,

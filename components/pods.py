@@ -13,6 +13,7 @@ from typing import Optional
 
 from .meta import PORT_NAME, UID, Names
 
+
 def tmp_mount() -> dict:
     return {"name": "tmp", "mountPath": "/tmp"}
 

@@ -56,7 +56,8 @@ class Preset(BaseModel):
     # GPUs per node follow from the machine type (cloud_rules.GKE_FIXED_GPU_MACHINES, or n1
     # + attached T4/V100/P4/P100); validation refuses a type without the accelerator.
     gke_machine_type: str = "e2-standard-4"
-    """`gke`: machine type. It must carry `gke_accelerator`, at least `gpu_count` per node (see "GKE machine types and capacity")."""
+    """`gke`: machine type. It must carry `gke_accelerator`, at least `gpu_count` per node (see "GKE machine types and
+    capacity")."""
 
     @model_validator(mode="after")
     def _gpu_labels(self) -> "Preset":

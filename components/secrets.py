@@ -22,6 +22,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
+from .args import ApiCredentials
 from .config import AppConfig, ConfigSecretRef, KubernetesSecretRef, SecretInput
 from .meta import Names
 
@@ -62,11 +63,14 @@ def hf_token(
 ) -> Optional[SecretKeyRef]:
     """Declare (or reference) the HF token Secret. `override` (a component arg) wins."""
     token = app.stable_diffusion.hugging_face_model.hf_token
-    if override is None and token is None:
+    if override is not None:
+        value = pulumi.Output.secret(override)
+    elif token is None:
         return None
-    if override is None and isinstance(token, KubernetesSecretRef):
+    elif isinstance(token, KubernetesSecretRef):
         return SecretKeyRef(token.secret_name, token.secret_key)
-    value = pulumi.Output.secret(override) if override is not None else secret_value(token)
+    else:
+        value = secret_value(token)
     secret = k8s.core.v1.Secret(
         f"{names.base}-hf-token",
         metadata=names.metadata(names.hf_token_secret),
@@ -80,7 +84,7 @@ def hf_token(
 @dataclass(frozen=True)
 class Auth:
     secret: k8s.core.v1.Secret
-    credentials: pulumi.Output[dict]  # secret {username, password}
+    credentials: pulumi.Output[ApiCredentials]  # secret
 
 
 def basic_auth(app: AppConfig, names: Names, opts: pulumi.ResourceOptions) -> Optional[Auth]:
@@ -95,16 +99,17 @@ def basic_auth(app: AppConfig, names: Names, opts: pulumi.ResourceOptions) -> Op
     )
     # `or ""` only matters under test mocks, which do not compute provider outputs.
     htpasswd = password.bcrypt_hash.apply(lambda digest: f"{username}:{digest or ''}\n")
+    secret_htpasswd: pulumi.Output[str] = pulumi.Output.secret(htpasswd)
     secret = k8s.core.v1.Secret(
         f"{names.base}-htpasswd",
         metadata=names.metadata(names.auth_secret),
         type="Opaque",
-        string_data={HTPASSWD_KEY: pulumi.Output.secret(htpasswd)},
+        string_data={HTPASSWD_KEY: secret_htpasswd},
         opts=opts,
     )
-    credentials = pulumi.Output.secret(
+    credentials: pulumi.Output[ApiCredentials] = pulumi.Output.secret(
         pulumi.Output.all(username, password.result).apply(
-            lambda parts: {"username": parts[0], "password": parts[1]}
+            lambda parts: ApiCredentials(username=parts[0], password=parts[1])
         )
     )
     return Auth(secret, credentials)

@@ -20,7 +20,7 @@ _NAME = re.compile(r"^[a-z]([-a-z0-9]{0,28}[a-z0-9])?$")
 
 
 class StableDiffusion(pulumi.ComponentResource):
-    """Stable Diffusion inference on Kubernetes: GPU node pool, secrets, model cache, Deployment, Service, Ingress with auth, NetworkPolicy, PodDisruptionBudget, KEDA autoscaling, optionally a Prometheus Operator PodMonitor and StableStudio."""
+    """Stable Diffusion inference on Kubernetes: GPU node pool, secrets, model cache, Deployment, Service, Ingress with auth, NetworkPolicy, PodDisruptionBudget, KEDA autoscaling, optionally a Prometheus Operator PodMonitor and StableStudio."""  # noqa: E501 (schema text, one line)
 
     external_api: pulumi.Output[ApiEndpoint]
     """{host, port, protocol, base_path, url} through the Ingress."""

@@ -23,7 +23,7 @@ from typing import Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-from .config import AppConfig
+from .config import AppConfig, PrebuiltImage
 from .meta import PORT_NAME, Names
 from .networking import from_namespaces_only
 from .pods import container_security_context, guaranteed, http_probe, pod_spec, tmp_mount, tmp_volume
@@ -38,9 +38,17 @@ def _resources(app: AppConfig) -> dict:
     return guaranteed({"cpu": studio.cpu, "memory": studio.memory, "ephemeral-storage": EPHEMERAL_STORAGE})
 
 
+def _image(app: AppConfig) -> PrebuiltImage:
+    """StableStudio's image, which AppConfig validation requires whenever it is enabled."""
+    image = app.stablestudio.image
+    if image is None:
+        raise AssertionError("stablestudio.image is unset; AppConfig validation should have refused this config")
+    return image
+
+
 def _container(app: AppConfig) -> dict:
     studio = app.stablestudio
-    image = studio.image
+    image = _image(app)
     return {
         "name": COMPONENT,
         "image": image.reference,
@@ -58,7 +66,7 @@ def deployment(app: AppConfig, names: Names, opts: pulumi.ResourceOptions) -> Op
     studio = app.stablestudio
     if not studio.enabled:
         return None
-    pod = pod_spec(names, [_container(app)], [tmp_volume(TMP_SIZE)], studio.image.pull_secret)
+    pod = pod_spec(names, [_container(app)], [tmp_volume(TMP_SIZE)], _image(app).pull_secret)
     return k8s.apps.v1.Deployment(
         f"{names.base}-stablestudio-deployment",
         metadata=names.metadata(names.stablestudio, COMPONENT),

@@ -17,8 +17,8 @@ from typing import Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-from .image import ImageRef
 from .config import AppConfig
+from .image import ImageRef
 from .meta import AUTH_DIR, AUTH_FILE, CACHE_MOUNT, HF_TOKEN_DIR, PORT, PORT_NAME, Names
 from .node_pools import Placement
 from .pods import container_security_context, guaranteed, http_probe, pod_spec, tmp_mount, tmp_volume

@@ -20,7 +20,7 @@ from .errors import AppConfigError, PathError, raise_config_error
 from .images import NO_PULLABLE_IMAGE, BuiltImage, Image, check_pullable, image_shape, no_host_message, registry_host
 from .ingress import IngressHttp, NetworkPolicySettings
 from .monitoring import Monitoring
-from .node_pools import ExistingNodes, NodePool
+from .node_pools import ExistingNodes, GkeNodePool, NodePool
 from .stable_diffusion import StableDiffusionSettings
 from .stablestudio import StableStudio
 
@@ -29,7 +29,8 @@ class PresetRef(ConfigModel):
     """The GPU preset each replica gets."""
 
     name: Annotated[str, Field(min_length=1)]
-    """Per-replica preset: a built-in name (cpu-small, gpu-t4-x1, gpu-l4-x1, gpu-a10g-x1, gpu-l40s-x1, gpu-a100-x1, gpu-h100-x1, gpu-h200-x1) or a key of `presets`."""
+    """Per-replica preset: a built-in name (cpu-small, gpu-t4-x1, gpu-l4-x1, gpu-a10g-x1, gpu-l40s-x1, gpu-a100-x1, gpu-h100-x1,
+    gpu-h200-x1) or a key of `presets`."""
 
 
 class AppConfig(ConfigModel):
@@ -110,8 +111,10 @@ class AppConfig(ConfigModel):
     def cors_origins(self) -> list[str]:
         """The API's CORS origins: the user's, plus StableStudio's when it is deployed."""
         origins = list(self.stable_diffusion.cors_origins)
-        if self.stablestudio.enabled and self.external_origin not in origins:
-            origins.append(self.external_origin)
+        # With StableStudio enabled a host is required, so its origin is never None there.
+        studio_origin = self.external_origin
+        if self.stablestudio.enabled and studio_origin is not None and studio_origin not in origins:
+            origins.append(studio_origin)
         return origins
 
     @field_validator("node_pool", mode="before")
@@ -146,16 +149,17 @@ class AppConfig(ConfigModel):
                 "(or define it under presets:)",
             )
         preset = catalogue[name]
-        mode = self.node_pool.mode
-        if mode == "gke" and preset.gpu_count and not preset.gke_accelerator:
-            usable = sorted(n for n, p in catalogue.items() if not p.gpu_count or p.gke_accelerator)
-            raise PathError(
-                ("preset", "name"),
-                f"preset '{name}' has no GKE accelerator (node_pool.mode gke); "
-                f"allowed with gke: {', '.join(usable)}",
-            )
-        if mode == "gke" and preset.gpu_count:
-            self._check_gke_machine(name, preset)
+        pool = self.node_pool
+        mode = pool.mode
+        if isinstance(pool, GkeNodePool) and preset.gpu_count:
+            if not preset.gke_accelerator:
+                usable = sorted(n for n, p in catalogue.items() if not p.gpu_count or p.gke_accelerator)
+                raise PathError(
+                    ("preset", "name"),
+                    f"preset '{name}' has no GKE accelerator (node_pool.mode gke); "
+                    f"allowed with gke: {', '.join(usable)}",
+                )
+            self._check_gke_machine(name, preset, preset.gke_accelerator, pool)
         if mode == "karpenter" and preset.gpu_count and not preset.karpenter_gpu_name:
             usable = sorted(n for n, p in catalogue.items() if not p.gpu_count or p.karpenter_gpu_name)
             raise PathError(
@@ -164,10 +168,10 @@ class AppConfig(ConfigModel):
                 f"allowed with karpenter: {', '.join(usable)}",
             )
         if (
-            mode == "existing"
+            isinstance(pool, ExistingNodes)
             and preset.gpu_count
             and not preset.gpu_product
-            and not self.node_pool.node_selector
+            and not pool.node_selector
         ):
             raise PathError(
                 ("node_pool", "node_selector"),
@@ -175,13 +179,13 @@ class AppConfig(ConfigModel):
             )
         return self
 
-    def _check_gke_machine(self, name: str, preset: Preset) -> None:
-        """The machine type must carry the preset's GPU, and its capacity must be obtainable."""
-        pool = self.node_pool
+    @staticmethod
+    def _check_gke_machine(name: str, preset: Preset, accelerator: str, pool: GkeNodePool) -> None:
+        """The machine type must carry the preset's GPU (`accelerator`), and its capacity must be obtainable."""
         machine_type = pool.machine_type or preset.gke_machine_type
         origin = "" if pool.machine_type else f" (preset '{name}' default gke_machine_type)"
         try:
-            gke_accelerator_count(machine_type, preset.gke_accelerator, preset.gpu_count)
+            gke_accelerator_count(machine_type, accelerator, preset.gpu_count)
             machine = gke_machine(machine_type)
         except (GkeMachineMismatch, UnknownMachineType) as error:
             raise PathError(("node_pool", "machine_type"), f"{error}{origin}") from None

@@ -10,9 +10,10 @@ are, not by the spelling of the loc item.
 from __future__ import annotations
 
 import types
-from typing import Annotated, Any, Optional, Union, get_args, get_origin
+from typing import Annotated, Any, NoReturn, Optional, Union, get_args, get_origin
 
 from pydantic import BaseModel, Discriminator, Tag, ValidationError
+from pydantic_core import ErrorDetails
 
 from .base import CONFIG_KEY, PATTERN_NAMES
 
@@ -127,7 +128,7 @@ def format_path(parts: list[str | int]) -> str:
     return text
 
 
-def _message(err: dict) -> str:
+def _message(err: ErrorDetails) -> str:
     ctx = err.get("ctx") or {}
     if err["type"] == "value_error" and "error" in ctx:
         return str(ctx["error"])
@@ -153,7 +154,7 @@ def problems(root: type[BaseModel], error: ValidationError) -> list[str]:
     return lines
 
 
-def raise_config_error(root: type[BaseModel], error: ValidationError) -> None:
+def raise_config_error(root: type[BaseModel], error: ValidationError) -> NoReturn:
     lines = problems(root, error)
     raise AppConfigError(
         f"invalid {CONFIG_KEY} ({len(lines)} problem{'s' if len(lines) != 1 else ''}):\n  "

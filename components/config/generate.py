@@ -27,7 +27,7 @@ from pydantic.fields import FieldInfo
 
 from .app import AppConfig
 from .base import SchemaType
-from .errors import is_union, unwrap, union_members
+from .errors import is_union, union_members, unwrap
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_ARGS = ROOT / "components" / "app_args.py"
@@ -37,6 +37,11 @@ END = "<!-- END generated input reference -->"
 
 
 # --- the shapes: each model or union of models, as one object type ------------------------
+
+
+def one_line(docstring: Optional[str]) -> str:
+    """A docstring as one line: the source wraps long ones, the analyzer copies them verbatim."""
+    return " ".join((docstring or "").split())
 
 
 @dataclass
@@ -55,7 +60,7 @@ class Key:
 
     @property
     def description(self) -> str:
-        text = self.prefix + (self.info.description or "").strip()
+        text = self.prefix + one_line(self.info.description)
         default = default_text(self.info)
         if default is None or default in ("[]", "{}", '""'):  # empty: nothing worth a sentence
             return text
@@ -98,9 +103,16 @@ def shape_of(annotation: Any, discriminator: Any = None) -> Optional[Shape]:
     if len(models) == 1 and marker is None:
         model = models[0][1]
         name = model.model_config.get("title") or model.__name__
-        return Shape(name, (model.__doc__ or "").strip(), _keys(models, prefix=False))
+        return Shape(name, one_line(model.__doc__), _keys(models, prefix=False))
     assert marker is not None, f"{annotation}: a union needs a SchemaType marker (its schema name)"
     return Shape(marker.name, marker.description, _keys(models, marker.tag_prefix))
+
+
+def root_shape() -> Shape:
+    """The shape of `AppConfig` itself (a model, so never None)."""
+    root = shape_of(AppConfig)
+    assert root is not None
+    return root
 
 
 def _keys(models: list[tuple[Optional[str], type[BaseModel]]], prefix: bool) -> dict[str, Key]:
@@ -195,8 +207,7 @@ def _docstring(text: str, indent: str) -> str:
 def app_args_source() -> str:
     shapes: dict[str, Shape] = {}
     order: list[str] = []
-    root = shape_of(AppConfig)
-    _collect(root, shapes, order)
+    _collect(root_shape(), shapes, order)
     out = [ARGS_HEADER]
     for name in order:
         shape = shapes[name]
@@ -248,7 +259,7 @@ def _rows(shape: Shape, path: str, rows: list[str]) -> None:
         else:
             text = default_text(info)
             default = f"`{text}`" if text is not None else "–"
-        description = (key.prefix + (info.description or "").strip()).replace("|", "\\|").replace("\n", " ")
+        description = (key.prefix + one_line(info.description)).replace("|", "\\|")
         kind = _doc_type(info.annotation, info.metadata, info.discriminator)
         if len(key.literals) > 1:
             kind = " \\| ".join(f"`{value}`" for value in key.literals)
@@ -268,7 +279,7 @@ def _rows(shape: Shape, path: str, rows: list[str]) -> None:
 
 def reference_table() -> str:
     rows = ["| path | type | default | description |", "|---|---|---|---|"]
-    _rows(shape_of(AppConfig), "", rows)
+    _rows(root_shape(), "", rows)
     return "\n".join(rows)
 
 

@@ -74,9 +74,11 @@ class ImageBuild(ConfigModel):
     """Build `inference/` with pulumi-docker-build."""
 
     registry: Optional[Annotated[str, Field(pattern=IMAGE_REPOSITORY)]] = None
-    """Registry (and path) to push to, e.g. `ghcr.io/acme` or `123.dkr.ecr.eu-west-1.amazonaws.com`; the image is deployed by digest."""
+    """Registry (and path) to push to, e.g. `ghcr.io/acme` or `123.dkr.ecr.eu-west-1.amazonaws.com`; the image is deployed by
+    digest."""
     local_cluster: Optional[LocalCluster] = None
-    """Instead of a registry, for a cluster on this machine: the image is only loaded into this machine's Docker daemon and deployed as `name:tag`, pulled `IfNotPresent` (see "Local clusters")."""
+    """Instead of a registry, for a cluster on this machine: the image is only loaded into this machine's Docker daemon and
+    deployed as `name:tag`, pulled `IfNotPresent` (see "Local clusters")."""
     name: Annotated[str, Field(pattern=IMAGE_NAME)] = "stable-diffusion-inference"
     """Image name."""
     tag: Annotated[str, Field(pattern=IMAGE_TAG)] = "v1"
@@ -89,7 +91,8 @@ class ImageBuild(ConfigModel):
         Optional[Union[ConfigSecretRef, str]],
         SchemaType("ConfigSecretKey", "`{key}`: a Pulumi secret config key."),
     ] = None
-    """Registry password or token: `{key: NAME}` (Pulumi secret config) or a string; from another language, the component's `registryPassword` input."""
+    """Registry password or token: `{key: NAME}` (Pulumi secret config) or a string; from another language, the component's
+    `registryPassword` input."""
     pull_secret: Optional[Annotated[str, Field(pattern=DNS_SUBDOMAIN)]] = None
     """imagePullSecret for the pods."""
 

@@ -46,13 +46,15 @@ class IngressHttp(ConfigModel):
     username: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")] = "admin"
     """Basic-auth user."""
     host: Optional[Annotated[str, Field(pattern=DNS_SUBDOMAIN, max_length=253)]] = None
-    """External hostname. Without it the Ingress matches any host and `external_api.host` is the address the controller publishes."""
+    """External hostname. Without it the Ingress matches any host and `external_api.host` is the address the controller
+    publishes."""
     class_name: Literal["traefik", "nginx"] = "traefik"
     """Ingress class: the controller that serves it."""
     tls: Optional[Tls] = None
     """TLS: `{secret_name}` (an existing TLS Secret) or `{cluster_issuer}` (cert-manager fills `<name>-tls`); needs `host`."""
     controller_namespace: Optional[DnsLabel] = None
-    """Namespace of the ingress controller's pods, admitted by the NetworkPolicies. Default: `traefik` (traefik) or `ingress-nginx` (nginx)."""
+    """Namespace of the ingress controller's pods, admitted by the NetworkPolicies. Default: `traefik` (traefik) or
+    `ingress-nginx` (nginx)."""
     max_body_size: Annotated[str, Field(pattern=r"^[0-9]+[kKmMgG]?$")] = "64m"
     """nginx `proxy-body-size`."""
     timeout_seconds: Annotated[int, Field(ge=30, le=3600)] = 600

@@ -13,12 +13,15 @@ class Monitoring(ConfigModel):
     """How Prometheus scrapes the API's /metrics (autoscaling reads what it scrapes)."""
 
     namespace: Optional[DnsLabel] = None
-    """Prometheus's namespace, admitted by the NetworkPolicy on the API port. Default: the namespace of `autoscaling.prometheus_url`'s Service, when it names one."""
+    """Prometheus's namespace, admitted by the NetworkPolicy on the API port. Default: the namespace of
+    `autoscaling.prometheus_url`'s Service, when it names one."""
     pod_monitor: bool = False
-    """Declare a `monitoring.coreos.com/v1` PodMonitor for the Prometheus Operator (e.g. kube-prometheus-stack, which ignores the pods' `prometheus.io` annotations)."""
+    """Declare a `monitoring.coreos.com/v1` PodMonitor for the Prometheus Operator (e.g. kube-prometheus-stack, which ignores the
+    pods' `prometheus.io` annotations)."""
     labels: dict[Annotated[str, Field(pattern=LABEL_KEY, max_length=317)],
                  Annotated[str, Field(pattern=LABEL_VALUE, max_length=63)]] = {}
-    """Extra labels on the PodMonitor, for the Prometheus resource's `podMonitorSelector` (kube-prometheus-stack: `release: <its release name>`)."""
+    """Extra labels on the PodMonitor, for the Prometheus resource's `podMonitorSelector` (kube-prometheus-stack: `release: <its
+    release name>`)."""
     interval: Annotated[str, Field(pattern=PROMETHEUS_DURATION, min_length=2)] = "15s"
     """The PodMonitor's scrape interval."""
 

@@ -61,9 +61,11 @@ class GkeNodePool(ConfigModel):
     gpu_driver_version: Literal["DEFAULT", "LATEST", "INSTALLATION_DISABLED"] = "LATEST"
     """GPU driver GKE installs."""
     flex_start: bool = False
-    """Flex-start (Dynamic Workload Scheduler) VMs: GPUs that on-demand cannot get; each node runs at most 7 days, then is replaced."""
+    """Flex-start (Dynamic Workload Scheduler) VMs: GPUs that on-demand cannot get; each node runs at most 7 days, then is
+    replaced."""
     reservation: Optional[Annotated[str, Field(pattern=DNS_LABEL, max_length=63)]] = None
-    """A specific Compute Engine reservation to take the nodes from (by name). Without it an on-demand pool consumes any matching reservation automatically."""
+    """A specific Compute Engine reservation to take the nodes from (by name). Without it an on-demand pool consumes any matching
+    reservation automatically."""
 
     @model_validator(mode="after")
     def _one_consumption_option(self) -> "GkeNodePool":

@@ -48,7 +48,8 @@ class Cache(ConfigModel):
     size: Quantity = "50Gi"
     """Size of the model cache."""
     storage_class: Optional[Annotated[str, Field(pattern=DNS_SUBDOMAIN)]] = None
-    """With `ReadWriteMany`: one PVC shared by every replica; otherwise a per-pod ephemeral claim of this class. Default: a per-pod ephemeral claim of the cluster's default class."""
+    """With `ReadWriteMany`: one PVC shared by every replica; otherwise a per-pod ephemeral claim of this class. Default: a
+    per-pod ephemeral claim of the cluster's default class."""
     access_mode: Literal["ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"] = "ReadWriteMany"
     """Access mode of the claim."""
 
@@ -64,9 +65,11 @@ class Lora(ConfigModel):
     repo: Annotated[str, AfterValidator(_check_lora_source)]
     """Hugging Face repo id (validated like `model_hf_name`) or an absolute directory in the pod (e.g. under `/models`)."""
     name: Optional[Annotated[str, Field(pattern=LORA_NAME, max_length=64)]] = None
-    """The adapter's name in `<lora:NAME:WEIGHT>` prompt tags: letters, digits, `.`, `_`, `-` (at most 64); unique. Default: the repo's last part."""
+    """The adapter's name in `<lora:NAME:WEIGHT>` prompt tags: letters, digits, `.`, `_`, `-` (at most 64); unique. Default: the
+    repo's last part."""
     weight: float = 1.0
-    """The adapter's weight where a prompt tag gives none: a finite number (a numeric string such as `"0.8"` from `pulumi config set --path` is accepted; booleans are not)."""
+    """The adapter's weight where a prompt tag gives none: a finite number (a numeric string such as `"0.8"` from `pulumi config
+    set --path` is accepted; booleans are not)."""
 
     @field_validator("weight", mode="before")
     @classmethod
@@ -104,7 +107,8 @@ class HuggingFaceModel(ConfigModel):
     model_hf_name: HfRepoId
     """Hugging Face repo id `owner/name`, or `builtin:tiny` / `builtin:tiny-sdxl`."""
     hf_token: Optional[SecretInput] = None
-    """Hugging Face token: `{key: NAME}` (Pulumi secret config NAME), `{secret_name, secret_key}` (an existing Secret in the namespace), or a string (stored as a secret; from another language, use the component's `hfToken` input)."""
+    """Hugging Face token: `{key: NAME}` (Pulumi secret config NAME), `{secret_name, secret_key}` (an existing Secret in the
+    namespace), or a string (stored as a secret; from another language, use the component's `hfToken` input)."""
     revision: Optional[Revision] = None
     """Pinned revision (branch, tag or commit)."""
     cache: Cache = Cache()
@@ -142,7 +146,8 @@ class Autoscaling(ConfigModel):
     prometheus_url: Annotated[str, Field(pattern=r"^https?://[^\s/]+(/\S*)?$")]
     """Prometheus that KEDA queries, `http(s)://host[:port]`; it must scrape the pods (see `monitoring`)."""
     activation_query: Optional[Annotated[str, Field(min_length=1)]] = None
-    """Extra PromQL trigger that wakes the Deployment from zero replicas (with no pods there is no queue-depth series). Default: the ingress controller's request rate."""
+    """Extra PromQL trigger that wakes the Deployment from zero replicas (with no pods there is no queue-depth series). Default:
+    the ingress controller's request rate."""
     polling_interval: Annotated[int, Field(ge=5)] = 15
     """Seconds between KEDA's queries."""
     cooldown_period: Annotated[int, Field(ge=30)] = 300
@@ -167,7 +172,8 @@ class StableDiffusionSettings(ConfigModel):
     hugging_face_model: HuggingFaceModel
     """The default model."""
     extra_models: list[ExtraModel] = []
-    """More checkpoints the server can switch to (A1111 `sd_model_checkpoint`, OpenAI `model`), each `{model_hf_name, revision}`, loaded on first use."""
+    """More checkpoints the server can switch to (A1111 `sd_model_checkpoint`, OpenAI `model`), each `{model_hf_name, revision}`,
+    loaded on first use."""
     max_loaded_models: Annotated[int, Field(ge=1, le=16)] = 1
     """Checkpoints kept in memory at once, the least recently used evicted (`SD_MAX_LOADED_MODELS`)."""
     max_batch_size: Annotated[int, Field(ge=1, le=64)] = 4

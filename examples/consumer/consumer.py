@@ -76,8 +76,10 @@ def main() -> None:
                             "env": [
                                 {"name": "SD_URL", "value": internal_api.apply(lambda api: api["url"].rstrip("/"))},
                                 {"name": "SD_BODY", "value": body},
-                                {"name": "SD_USER", "valueFrom": {"secretKeyRef": {"name": "sd-api-credentials", "key": "username"}}},
-                                {"name": "SD_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "sd-api-credentials", "key": "password"}}},
+                                {"name": "SD_USER",
+                                 "valueFrom": {"secretKeyRef": {"name": "sd-api-credentials", "key": "username"}}},
+                                {"name": "SD_PASSWORD",
+                                 "valueFrom": {"secretKeyRef": {"name": "sd-api-credentials", "key": "password"}}},
                             ],
                             "resources": {
                                 "requests": {"cpu": "50m", "memory": "32Mi"},

@@ -36,7 +36,7 @@ def test_every_custom_object_matches_its_upstream_crd_schema(rendered_objects):
     assert {"NodePool", "ScaledObject"} <= kinds
     results = crd_schemas.validate([obj for _, obj in custom])
     failures = [f"{name} {obj['kind']}/{obj['metadata']['name']}: {error}"
-                for (name, obj), errors in zip(custom, results) for error in errors]
+                for (name, obj), errors in zip(custom, results, strict=True) for error in errors]
     configs = {name for name, _ in custom}
     print(f"\nCRD schemas: {len(custom)} custom objects of {len(configs)} configs "
           f"({', '.join(sorted(kinds))})")

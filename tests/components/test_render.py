@@ -20,8 +20,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra import render
-
 from . import crd_schemas, helpers, image_rules
 from .checkov_skips import CHECKOV_SKIPS
 
