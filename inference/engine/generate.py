@@ -15,6 +15,7 @@ from typing import Callable, Literal
 from PIL import Image
 
 from .hires import HiresSpec, decode_latents, stretched_steps, upscale_latents
+from .inpaint import latent_fill, paste_back, pipeline_input
 from .loading import LoadedModel
 from .lora import ActiveAdapters, activate
 from .samplers import SamplerChoice, build_scheduler
@@ -40,7 +41,8 @@ class BatchKey:
     denoising_strength: float | None = None
     adapters: ActiveAdapters = ()  # LoRA (name, weight) pairs active for this call
     hires: HiresSpec | None = None  # txt2img only: the hires fix's second pass
-    extras: object | None = None  # kind "upscale": the service's extras spec (service/extras.py)
+    extras: object | None = None  # kind "upscale": the extras spec (engine/extras.py)
+    inpainting_fill: int = 1  # inpaint: 0 fill, 1 original, 2 latent noise, 3 latent nothing
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class ImageTask:
     seed_resize_from: tuple[int, int] | None = None  # (width, height) the seed's noise is drawn at
     hr_prompt: str | None = None  # the hires pass's prompts (None: the first pass's)
     hr_negative_prompt: str | None = None
+    inpaint_region: tuple[int, int, int, int] | None = None  # inpaint_full_res: the box inpainted
 
 
 class GenerationInterrupted(Exception):
@@ -149,16 +152,18 @@ def run_batch(
     else:
         arguments.update(image=[t.init_image for t in tasks], strength=pipeline_strength(key))
     if key.kind == "inpaint":
-        arguments.update(mask_image=[t.mask for t in tasks], width=key.width, height=key.height)
+        inputs = [pipeline_input(t, key.width, key.height) for t in tasks]
+        masks = [i.mask for i in inputs]
+        arguments.update(image=[i.image for i in inputs], mask_image=masks, width=key.width, height=key.height)
+        if key.inpainting_fill in (2, 3) and pipe.unet.config.in_channels == 4:
+            filled = latent_fill(pipe, arguments["image"], masks, [t.seed for t in tasks], key.inpainting_fill)
+            arguments.update(image=filled, masked_image_latents=filled)
     with torch.inference_mode():
         images = pipe(**arguments).images
     if key.kind == "inpaint":
         # As A1111 does: only the masked part is repainted; the rest is the init image,
         # pixel for pixel (the VAE round trip would otherwise blur it).
-        images = [
-            Image.composite(image, task.init_image.convert(image.mode), task.mask)
-            for image, task in zip(images, tasks)
-        ]
+        images = [paste_back(image, task, given) for image, task, given in zip(images, tasks, inputs)]
     if hires is not None:
         if progress.interrupted:  # A1111 returns the first pass when stopped there
             images = decode_latents(pipe, images) if latent_first_pass else images

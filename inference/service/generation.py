@@ -18,6 +18,7 @@ from PIL import Image, ImageFilter, ImageOps
 from ..config import ServerSettings
 from ..engine.generate import BatchKey, ImageTask
 from ..engine.hires import LATENT_UPSCALE_MODES, HiresSpec
+from ..engine.inpaint import crop_region, fill_masked
 from ..engine.loading import LoadedModel
 from ..engine.lora import extract_adapters
 from ..engine.samplers import AUTOMATIC, UnknownSamplerError, resolve
@@ -139,11 +140,19 @@ class GenerationService:
         init_images: list[Image.Image | None] = [None]
         mask = None
         strength = None
+        fill = 1
+        region = None
         if isinstance(req, Img2ImgRequest):
             init_images = self._init_images(req, width, height)
             mask = self._mask(req, width, height)
             kind = "inpaint" if mask is not None else "img2img"
             strength = req.denoising_strength
+            if mask is not None:
+                fill = req.inpainting_fill
+                if fill == 0:
+                    init_images = [fill_masked(image, mask) for image in init_images]
+                if req.inpaint_full_res:
+                    region = crop_region(mask, req.inpaint_full_res_padding, width, height)
 
         key = BatchKey(
             model=model.name,
@@ -156,6 +165,7 @@ class GenerationService:
             denoising_strength=strength,
             adapters=adapters,
             hires=hires,
+            inpainting_fill=fill,
         )
         tasks = [
             ImageTask(
@@ -169,6 +179,7 @@ class GenerationService:
                 seed_resize_from=resize_from,
                 hr_prompt=hr_prompt,
                 hr_negative_prompt=hr_negative_prompt,
+                inpaint_region=region,
             )
             for i in range(count)
         ]

@@ -109,9 +109,9 @@ class Img2ImgRequest(GenerationRequest):
     mask_blur: int = Field(4, ge=0, le=64)
     mask_blur_x: int | None = None
     mask_blur_y: int | None = None
-    inpainting_fill: int = Field(0, ge=0, le=3)
-    inpaint_full_res: bool = True
-    inpaint_full_res_padding: int = 0
+    inpainting_fill: int = Field(0, ge=0, le=3, description="masked area starts from: 0 fill, 1 original, 2 latent noise, 3 latent nothing")
+    inpaint_full_res: bool = Field(True, description="inpaint only the masked region, at full resolution, pasted back")
+    inpaint_full_res_padding: int = Field(0, ge=0, le=1024, description="pixels of context around the masked region")
     inpainting_mask_invert: int = Field(0, ge=0, le=1, description="1: repaint the black part of the mask")
     initial_noise_multiplier: float | None = None
     include_init_images: bool = Field(False, description="echo init_images and mask back in `parameters`")

@@ -192,3 +192,51 @@ def test_extras_errors_name_the_field(http):
     assert unknown.status_code == 422 and "upscaler_1" in unknown.text and "tiny-upscaler" in unknown.text
     missing = http.post("/sdapi/v1/extra-single-image", json={"upscaler_1": "None"})
     assert missing.status_code == 422 and "image" in missing.text
+
+
+# -- inpainting ------------------------------------------------------------------------
+
+
+def _inpaint(http, picture: Image.Image, mask: Image.Image, **fields) -> Image.Image:
+    body = {
+        **SMALL, "seed": 8, "init_images": [png_b64(picture)], "mask": png_b64(mask), "denoising_strength": 0.9,
+        "mask_blur": 0, **fields,
+    }
+    response = http.post("/sdapi/v1/img2img", json=body)
+    assert response.status_code == 200, response.text
+    return decode_png(response.json()["images"][0])
+
+
+@pytest.mark.parametrize("fill", [0, 1, 2, 3])
+@pytest.mark.parametrize("full_res", [False, True])
+def test_inpaint_keeps_every_unmasked_pixel(http, fill, full_res):
+    picture = _picture(64, 64)
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (40, 8, 56, 24))
+    out = _inpaint(http, picture, mask, inpainting_fill=fill, inpaint_full_res=full_res, inpaint_full_res_padding=4)
+    keep = np.asarray(mask) == 0
+    assert np.array_equal(pixels(out)[keep], pixels(picture)[keep])
+    assert not np.array_equal(pixels(out)[~keep], pixels(picture)[~keep]), "the masked part was repainted"
+
+
+def test_inpaint_fill_modes_and_full_res_change_the_result(http):
+    picture = _picture(64, 64)
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (40, 8, 56, 24))
+    results = {
+        (fill, full): pixels(_inpaint(http, picture, mask, inpainting_fill=fill, inpaint_full_res=full))
+        for fill in (0, 1, 2, 3) for full in (False, True)
+    }
+    masked = np.asarray(mask) > 0
+    distinct = {results[key][masked].tobytes() for key in results}
+    assert len(distinct) == len(results), "each fill mode and full-res setting gives its own result"
+
+
+def test_inpaint_with_a_blurred_mask_keeps_pixels_outside_the_blur_band(http):
+    picture = _picture(64, 64)
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (24, 24, 40, 40))
+    out = _inpaint(http, picture, mask, mask_blur=4, inpainting_fill=1)
+    far = np.ones((64, 64), dtype=bool)
+    far[12:52, 12:52] = False  # the square plus 3 sigma of blur around it
+    assert np.array_equal(pixels(out)[far], pixels(picture)[far])
