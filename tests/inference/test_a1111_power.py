@@ -240,3 +240,23 @@ def test_inpaint_with_a_blurred_mask_keeps_pixels_outside_the_blur_band(http):
     far = np.ones((64, 64), dtype=bool)
     far[12:52, 12:52] = False  # the square plus 3 sigma of blur around it
     assert np.array_equal(pixels(out)[far], pixels(picture)[far])
+
+
+def test_upscaler_specs_parse_and_reject_clearly():
+    from inference.engine.upscalers import UpscalerSpec, UpscalerSpecError
+
+    assert UpscalerSpec.parse("ai-forever/Real-ESRGAN:R-ESRGAN 4x+") == UpscalerSpec("ai-forever/Real-ESRGAN", "R-ESRGAN 4x+")
+    assert UpscalerSpec.parse("/models/esrgan/").name == "esrgan"
+    assert UpscalerSpec.parse("builtin:tiny-upscaler").name == "tiny-upscaler"
+    for bad, says in (("a/b:Lanczos", "reserved"), ("builtin:huge", "builtin upscaler is"), (":x", "empty")):
+        with pytest.raises(UpscalerSpecError, match=says):
+            UpscalerSpec.parse(bad)
+
+
+def test_a_state_dict_that_is_not_esrgan_is_refused_naming_the_file():
+    import torch
+
+    from inference.engine.upscalers import UpscalerSpecError, rrdbnet_from_state_dict
+
+    with pytest.raises(UpscalerSpecError, match="weights.pth: not an ESRGAN"):
+        rrdbnet_from_state_dict({"model.0.weight": torch.zeros(1)}, "weights.pth")
