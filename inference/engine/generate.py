@@ -19,6 +19,7 @@ from .inpaint import latent_fill, paste_back, pipeline_input
 from .loading import LoadedModel
 from .lora import ActiveAdapters, activate
 from .samplers import SamplerChoice, build_scheduler
+from .upscalers import Upscalers
 from .variation import initial_noise, needs_custom_noise
 
 Kind = Literal["txt2img", "img2img", "inpaint", "upscale"]
@@ -126,7 +127,7 @@ def run_batch(
     # sampler is part of the batch key.
     pipe.scheduler = build_scheduler(key.sampler, model.scheduler_config)
     activate(pipe, key.adapters, model.loras)
-    progress = _Progress(on_step, total=effective_steps(key) if key.hires is not None else None)
+    progress = _Progress(on_step, total=effective_steps(key) if key.hires is not None else None, fallback=effective_steps(key))
     hires = key.hires
     latent_first_pass = hires is not None and hires.is_latent
 
@@ -178,14 +179,15 @@ class _Progress:
     """The step callback of the pipeline calls of one batch; `total` fixed across the two
     passes of a hires fix (None: the pipeline's own count)."""
 
-    def __init__(self, on_step: StepCallback | None, total: int | None):
+    def __init__(self, on_step: StepCallback | None, total: int | None, fallback: int):
         self.on_step = on_step
         self.total = total
+        self.fallback = fallback
         self.offset = 0
         self.interrupted = False
 
     def step_end(self, pipeline, step: int, timestep, callback_kwargs):
-        total = self.total or getattr(pipeline, "_num_timesteps", None) or 1
+        total = self.total or getattr(pipeline, "_num_timesteps", None) or self.fallback
         if self.on_step is not None and self.on_step(self.offset + step + 1, total):
             self.interrupted = True
             pipeline._interrupt = True  # diffusers' documented way to stop a running call
@@ -201,10 +203,8 @@ def _hires_pass(model: LoadedModel, key: BatchKey, hires: HiresSpec, tasks, firs
         if not hires.denoises:
             return decode_latents(pipe, upscaled)
     else:
-        if upscalers is None:
-            from .upscalers import Upscalers
-
-            upscalers = Upscalers([], cache_dir=".")
+        if upscalers is None:  # resampling upscalers only
+            upscalers = Upscalers([])
         upscaled = [upscalers.upscale(image, hires.upscaler, hires.width, hires.height) for image in first]
         if not hires.denoises:
             return upscaled

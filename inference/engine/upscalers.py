@@ -229,9 +229,9 @@ def load_network(path: Path):
 class Upscalers:
     """Every upscaler offered, by name; learned ones are loaded on first use."""
 
-    def __init__(self, specs: list[UpscalerSpec], *, cache_dir: Path, device: Any = None):
+    def __init__(self, specs: list[UpscalerSpec], *, cache_dir: Path | None = None, device: Any = None):
         self.specs = {spec.name: spec for spec in specs}
-        self.cache_dir = Path(cache_dir)
+        self.cache_dir = cache_dir  # where learned upscalers are fetched to (needed only with specs)
         self.device = device  # engine.loading.DeviceConfig, or None for the CPU in float32
         self._networks: dict[str, Any] = {}
         self._lock = threading.Lock()
@@ -251,7 +251,7 @@ class Upscalers:
     def network(self, name: str):
         with self._lock:
             if name not in self._networks:
-                path = fetch_upscaler(self.specs[name], self.cache_dir)
+                path = fetch_upscaler(self.specs[name], Path(self.cache_dir))
                 network = load_network(path)
                 if self.device is not None:
                     network = network.to(self.device.device, self.device.dtype)

@@ -128,7 +128,7 @@ class GenerationService:
         hires = None
         hr_prompt = hr_negative_prompt = None
         if isinstance(req, Txt2ImgRequest) and req.enable_hr:
-            hires = self._hires(req, model, width, height, sampler)
+            hires = self._hires(req, model, width, height)
             if req.hr_prompt:
                 try:
                     hr_prompt, _ = extract_adapters(req.hr_prompt, model.loras)
@@ -185,7 +185,7 @@ class GenerationService:
         ]
         return Prepared(key, tasks, seeds, subseeds)
 
-    def _hires(self, req: Txt2ImgRequest, model: LoadedModel, width: int, height: int, sampler) -> HiresSpec:
+    def _hires(self, req: Txt2ImgRequest, model: LoadedModel, width: int, height: int) -> HiresSpec:
         """The second pass of a hires fix, sized as A1111 sizes it (rounded down to a
         multiple of 8, which the latent upscale needs)."""
         x, y = req.hr_resize_x, req.hr_resize_y
@@ -225,7 +225,7 @@ class GenerationService:
         if steps > s.max_steps:
             raise InvalidInput("hr_second_pass_steps", f"must be at most {s.max_steps}, got {steps}", steps)
         strength = 0.7 if req.denoising_strength is None else req.denoising_strength
-        return HiresSpec(hr_width, hr_height, upscaler, steps, strength, hr_sampler if hr_sampler != sampler else sampler)
+        return HiresSpec(hr_width, hr_height, upscaler, steps, strength, hr_sampler)
 
     def _init_images(self, req: Img2ImgRequest, width: int, height: int) -> list[Image.Image]:
         if not req.init_images:
