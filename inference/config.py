@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .engine.lora import LoraSpec
+from .engine.upscalers import UpscalerSpec
 
 ENV_PREFIX = "SD_"
 
@@ -47,6 +48,11 @@ class ModelSettings(BaseModel):
         default_factory=list,
         description="LoRA adapter REPO_OR_DIR[:NAME][:WEIGHT], activated per request by <lora:NAME:WEIGHT>; repeatable",
     )
+    upscaler: list[str] = Field(
+        default_factory=list,
+        description="learned upscaler (ESRGAN family) REPO_OR_DIR[:NAME] or builtin:tiny-upscaler, offered by "
+        "/sdapi/v1/upscalers for extras and hires fix; repeatable",
+    )
     cache_dir: Path = Field(default_factory=default_cache_dir, description="model cache directory")
     # `download` reads these too: the dtype decides which weight files (fp16 variant or
     # full precision) are fetched, so the init container fetches what `serve` will load.
@@ -55,7 +61,7 @@ class ModelSettings(BaseModel):
         "auto", description="weights dtype: auto = float16 on CUDA, float32 elsewhere; float16 loads the fp16 weight files"
     )
 
-    @field_validator("model", "lora", mode="before")
+    @field_validator("model", "lora", "upscaler", mode="before")
     @classmethod
     def _split_lists(cls, value):
         return _split_commas(value)
@@ -66,6 +72,14 @@ class ModelSettings(BaseModel):
         names = [LoraSpec.parse(text).name for text in value]  # raises naming the bad spec
         if len(set(names)) != len(names):
             raise ValueError(f"LoRA names must be unique, got {names}")
+        return value
+
+    @field_validator("upscaler")
+    @classmethod
+    def _upscaler_specs_parse(cls, value: list[str]) -> list[str]:
+        names = [UpscalerSpec.parse(text).name for text in value]  # raises naming the bad spec
+        if len(set(names)) != len(names):
+            raise ValueError(f"upscaler names must be unique, got {names}")
         return value
 
     @property

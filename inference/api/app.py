@@ -14,7 +14,7 @@ from ..service.generation import VERSION, GenerationService
 from ..service.history import GenerationHistory, ImageUrlStore
 from ..service.options import A1111State
 from ..service.runtime import Runtime
-from . import openai_images, ops, sdapi, sdapi_catalog, seed, stablestudio
+from . import extras, openai_images, ops, sdapi, sdapi_catalog, seed, stablestudio
 from .auth import BasicAuth, BasicAuthMiddleware, load_htpasswd
 from .errors import install_error_handlers
 from .middleware import BodySizeLimitMiddleware, MetricsMiddleware
@@ -60,6 +60,7 @@ def create_app(
     app.include_router(ops.router)
     app.include_router(seed.router)
     app.include_router(sdapi.router)
+    app.include_router(extras.router)
     app.include_router(sdapi_catalog.router)
     app.include_router(stablestudio.router)
     app.include_router(openai_images.router)

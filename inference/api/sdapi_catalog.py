@@ -86,11 +86,6 @@ async def schedulers() -> list[dict[str, Any]]:
     ]
 
 
-@router.get("/upscalers", summary="Upscalers: none beyond A1111's built-in placeholders")
-async def upscalers() -> list[dict[str, Any]]:
-    return [{"name": "None", "model_name": None, "model_path": None, "model_url": None, "scale": 4}]
-
-
 @router.get("/scripts", summary="Scripts: none")
 async def scripts() -> dict[str, list]:
     return {"txt2img": [], "img2img": []}
@@ -114,7 +109,6 @@ for _path, _what in (
     ("/face-restorers", "Face restorers"),
     ("/realesrgan-models", "RealESRGAN models"),
     ("/prompt-styles", "Prompt styles"),
-    ("/latent-upscale-modes", "Latent upscale modes"),
     ("/extensions", "Extensions"),
 ):
     _empty_list_route(_path, _what)

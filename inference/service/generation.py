@@ -17,9 +17,12 @@ from PIL import Image, ImageFilter, ImageOps
 
 from ..config import ServerSettings
 from ..engine.generate import BatchKey, ImageTask
+from ..engine.hires import LATENT_UPSCALE_MODES, HiresSpec
+from ..engine.inpaint import crop_region, fill_masked
 from ..engine.loading import LoadedModel
 from ..engine.lora import extract_adapters
 from ..engine.samplers import AUTOMATIC, UnknownSamplerError, resolve
+from ..engine.upscalers import UnknownUpscalerError
 from ..errors import ClientDisconnected, InitImageNotFound, InvalidInput, ModelNotFound
 from ..imaging import decode_image, encode_png, fit
 from ..infotext import format_infotext
@@ -27,7 +30,12 @@ from ..serving.batcher import JobResult
 from .history import GenerationHistory
 from .options import A1111State
 from .runtime import Runtime
-from .schemas import GenerationRequest, GenerationResponse, Img2ImgRequest
+from .schemas import (
+    GenerationRequest,
+    GenerationResponse,
+    Img2ImgRequest,
+    Txt2ImgRequest,
+)
 
 VERSION = "stable-diffusion-k8s 0.1.0"
 DISCONNECT_POLL_SECONDS = 0.2
@@ -110,18 +118,41 @@ class GenerationService:
         count = req.batch_size * req.n_iter
         seed = req.seed if req.seed != -1 else secrets.randbelow(2**32)
         subseed = req.subseed if req.subseed != -1 else secrets.randbelow(2**32)
-        seeds = [(seed + i) % 2**32 for i in range(count)]
+        # As A1111: with a variation, every image keeps the seed and varies the subseed.
+        varied = req.subseed_strength > 0
+        seeds = [(seed + (0 if varied else i)) % 2**32 for i in range(count)]
         subseeds = [(subseed + i) % 2**32 for i in range(count)]
+        resize_from = None
+        if req.seed_resize_from_w > 0 and req.seed_resize_from_h > 0:
+            resize_from = (req.seed_resize_from_w, req.seed_resize_from_h)
+        hires = None
+        hr_prompt = hr_negative_prompt = None
+        if isinstance(req, Txt2ImgRequest) and req.enable_hr:
+            hires = self._hires(req, model, width, height)
+            if req.hr_prompt:
+                try:
+                    hr_prompt, _ = extract_adapters(req.hr_prompt, model.loras)
+                except ValueError as error:
+                    raise InvalidInput("hr_prompt", str(error), req.hr_prompt) from None
+            hr_negative_prompt = req.hr_negative_prompt or None
 
         kind = "txt2img"
         init_images: list[Image.Image | None] = [None]
         mask = None
         strength = None
+        fill = 1
+        region = None
         if isinstance(req, Img2ImgRequest):
             init_images = self._init_images(req, width, height)
             mask = self._mask(req, width, height)
             kind = "inpaint" if mask is not None else "img2img"
             strength = req.denoising_strength
+            if mask is not None:
+                fill = req.inpainting_fill
+                if fill == 0:
+                    init_images = [fill_masked(image, mask) for image in init_images]
+                if req.inpaint_full_res:
+                    region = crop_region(mask, req.inpaint_full_res_padding, width, height)
 
         key = BatchKey(
             model=model.name,
@@ -133,6 +164,8 @@ class GenerationService:
             cfg_scale=float(req.cfg_scale),
             denoising_strength=strength,
             adapters=adapters,
+            hires=hires,
+            inpainting_fill=fill,
         )
         tasks = [
             ImageTask(
@@ -141,10 +174,58 @@ class GenerationService:
                 seed=seeds[i],
                 init_image=init_images[i % len(init_images)],
                 mask=mask,
+                subseed=subseeds[i],
+                subseed_strength=req.subseed_strength,
+                seed_resize_from=resize_from,
+                hr_prompt=hr_prompt,
+                hr_negative_prompt=hr_negative_prompt,
+                inpaint_region=region,
             )
             for i in range(count)
         ]
         return Prepared(key, tasks, seeds, subseeds)
+
+    def _hires(self, req: Txt2ImgRequest, model: LoadedModel, width: int, height: int) -> HiresSpec:
+        """The second pass of a hires fix, sized as A1111 sizes it (rounded down to a
+        multiple of 8, which the latent upscale needs)."""
+        x, y = req.hr_resize_x, req.hr_resize_y
+        if x == 0 and y == 0:
+            field, target = "hr_scale", (int(width * req.hr_scale), int(height * req.hr_scale))
+        elif y == 0:
+            field, target = "hr_resize_x", (x, x * height // width)
+        elif x == 0:
+            field, target = "hr_resize_y", (y * width // height, y)
+        else:
+            field, target = "hr_resize_x", (x, y)
+        hr_width, hr_height = target[0] // 8 * 8, target[1] // 8 * 8
+        s = self.settings
+        if not (64 <= hr_width <= s.max_width and 64 <= hr_height <= s.max_height):
+            raise InvalidInput(
+                field, f"makes a hires size of {hr_width}x{hr_height}; allowed is 64 to {s.max_width}x{s.max_height}"
+            )
+        upscaler = req.hr_upscaler or "Latent"
+        if upscaler not in LATENT_UPSCALE_MODES:
+            try:
+                self.runtime.upscalers.check(upscaler)
+            except UnknownUpscalerError as error:
+                latent = ", ".join(LATENT_UPSCALE_MODES)
+                raise InvalidInput("hr_upscaler", f"{error}, {latent}", upscaler) from None
+        if req.hr_checkpoint_name and self.runtime.registry.resolve(req.hr_checkpoint_name) != model.name:
+            raise InvalidInput(
+                "hr_checkpoint_name", "a second checkpoint for the hires pass is not supported; leave it empty",
+                req.hr_checkpoint_name,
+            )
+        try:
+            hr_sampler = resolve(
+                req.hr_sampler_name or req.sampler_name or req.sampler_index, req.hr_scheduler or req.scheduler
+            )
+        except UnknownSamplerError as error:
+            raise InvalidInput("hr_sampler_name", str(error), req.hr_sampler_name) from None
+        steps = req.hr_second_pass_steps or req.steps
+        if steps > s.max_steps:
+            raise InvalidInput("hr_second_pass_steps", f"must be at most {s.max_steps}, got {steps}", steps)
+        strength = 0.7 if req.denoising_strength is None else req.denoising_strength
+        return HiresSpec(hr_width, hr_height, upscaler, steps, strength, hr_sampler)
 
     def _init_images(self, req: Img2ImgRequest, width: int, height: int) -> list[Image.Image]:
         if not req.init_images:
@@ -209,8 +290,13 @@ class GenerationService:
     def _remember(self, req, model, prepared: Prepared, images: list[Image.Image], response: GenerationResponse) -> None:
         encoded = response.images
         if not encoded and images:  # send_images: false still saves, as A1111 does
-            encoded = [encode_png(image, self.infotext(req, model, prepared.key, prepared.seeds[i])) for i, image in enumerate(images)]
-        self.history.add(encoded, prepared.seeds, prepared.key.width, prepared.key.height)
+            encoded = [
+                encode_png(image, self.infotext(req, model, prepared.key, prepared.seeds[i], prepared.subseeds[i]))
+                for i, image in enumerate(images)
+            ]
+        hires = prepared.key.hires
+        width, height = (hires.width, hires.height) if hires is not None else (prepared.key.width, prepared.key.height)
+        self.history.add(encoded, prepared.seeds, width, height)
 
     def describe(
         self,
@@ -222,7 +308,9 @@ class GenerationService:
         interrupted: bool = False,
     ) -> GenerationResponse:
         key = prepared.key
-        infotexts = [self.infotext(req, model, key, prepared.seeds[i]) for i in range(len(images))]
+        infotexts = [
+            self.infotext(req, model, key, prepared.seeds[i], prepared.subseeds[i]) for i in range(len(images))
+        ]
         info = {
             "prompt": req.prompt,
             "all_prompts": [req.prompt] * len(prepared.tasks),
@@ -247,10 +335,13 @@ class GenerationService:
             "sd_model_hash": model.short_hash,
             "sd_vae_name": None,
             "sd_vae_hash": None,
-            "seed_resize_from_w": -1,
-            "seed_resize_from_h": -1,
-            "denoising_strength": key.denoising_strength,
-            "extra_generation_params": {"LoRA": _adapters_text(key)} if key.adapters else {},
+            "seed_resize_from_w": req.seed_resize_from_w,
+            "seed_resize_from_h": req.seed_resize_from_h,
+            "denoising_strength": key.hires.denoising_strength if key.hires else key.denoising_strength,
+            "extra_generation_params": {
+                **({"LoRA": _adapters_text(key)} if key.adapters else {}),
+                **_hires_fields(req, key),
+            },
             "index_of_first_image": 0,
             "infotexts": infotexts,
             "styles": req.styles,
@@ -270,7 +361,9 @@ class GenerationService:
         return GenerationResponse(images=encoded, parameters=parameters, info=json.dumps(info))
 
     @staticmethod
-    def infotext(req: GenerationRequest, model: LoadedModel, key: BatchKey, seed: int) -> str:
+    def infotext(req: GenerationRequest, model: LoadedModel, key: BatchKey, seed: int, subseed: int = 0) -> str:
+        varied = req.subseed_strength > 0
+        resized = req.seed_resize_from_w > 0 and req.seed_resize_from_h > 0
         fields = {
             "Steps": key.steps,
             "Sampler": key.sampler.sampler,
@@ -280,11 +373,37 @@ class GenerationService:
             "Size": f"{key.width}x{key.height}",
             "Model hash": model.short_hash,
             "Model": model.title,
-            "Denoising strength": key.denoising_strength,
+            "Variation seed": subseed if varied else None,
+            "Variation seed strength": _number(req.subseed_strength) if varied else None,
+            "Seed resize from": f"{req.seed_resize_from_w}x{req.seed_resize_from_h}" if resized else None,
+            "Denoising strength": key.hires.denoising_strength if key.hires else key.denoising_strength,
+            **_hires_fields(req, key),
             "LoRA": _adapters_text(key) if key.adapters else None,
             "Version": VERSION,
         }
         return format_infotext(req.prompt, req.negative_prompt, fields)
+
+
+def _hires_fields(req: GenerationRequest, key: BatchKey) -> dict:
+    """The hires fix's infotext fields, with A1111's keys and conditions."""
+    hires = key.hires
+    if hires is None or not isinstance(req, Txt2ImgRequest):
+        return {}
+    fields: dict = {}
+    if req.hr_resize_x == 0 and req.hr_resize_y == 0:
+        fields["Hires upscale"] = _number(req.hr_scale)
+    else:
+        fields["Hires resize"] = f"{req.hr_resize_x}x{req.hr_resize_y}"
+    if req.hr_second_pass_steps:
+        fields["Hires steps"] = req.hr_second_pass_steps
+    fields["Hires upscaler"] = hires.upscaler
+    if hires.sampler.sampler != key.sampler.sampler:
+        fields["Hires sampler"] = hires.sampler.sampler
+    if req.hr_prompt and req.hr_prompt != req.prompt:
+        fields["Hires prompt"] = req.hr_prompt
+    if req.hr_negative_prompt and req.hr_negative_prompt != req.negative_prompt:
+        fields["Hires negative prompt"] = req.hr_negative_prompt
+    return fields
 
 
 def _adapters_text(key: BatchKey) -> str:

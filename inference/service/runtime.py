@@ -12,11 +12,13 @@ import time
 from typing import Callable
 
 from ..config import ServerSettings
+from ..engine.extras import run_extras
 from ..engine.generate import run_batch
 from ..engine.loading import LoadedModel, choose_device
 from ..engine.lora import LoraSpec
 from ..engine.oom import BatchRunner
 from ..engine.registry import ModelRef, ModelRegistry, model_refs
+from ..engine.upscalers import Upscalers, UpscalerSpec
 from ..errors import NotReady
 from ..metrics import Metrics
 from ..serving.batcher import Batcher
@@ -49,12 +51,18 @@ class Runtime:
             runner = wrap_runner(runner)
         self._runner = runner
         self.batcher: Batcher | None = None
+        # Learned upscalers load on first use, on the worker (they share its device).
+        self.upscalers = Upscalers(
+            [UpscalerSpec.parse(text) for text in settings.upscaler], cache_dir=settings.cache_dir
+        )
         self._loading: asyncio.Task | None = None
 
     def _run_batch(self, key, tasks, on_step):
+        if key.kind == "upscale":  # extras: no checkpoint involved
+            return run_extras(self.upscalers, key, tasks, on_step)
         # On the batcher's thread: a checkpoint evicted since the request was prepared
         # is loaded again here.
-        return run_batch(self.registry.get(key.model), key, tasks, on_step)
+        return run_batch(self.registry.get(key.model), key, tasks, on_step, upscalers=self.upscalers)
 
     async def start(self) -> None:
         self.batcher = Batcher(
@@ -74,11 +82,12 @@ class Runtime:
             self.registry = ModelRegistry(
                 self.checkpoints(),
                 cache_dir=s.cache_dir,
-                device=choose_device(s.device, s.dtype),
+                device=(device := choose_device(s.device, s.dtype)),
                 loras=self.lora_specs(),
                 max_loaded=s.max_loaded_models,
                 on_load=lambda model: self.metrics.model_load_seconds.labels(model=model.name).set(model.load_seconds),
             )
+            self.upscalers.device = device
             model = await asyncio.to_thread(self.registry.get, self.current_model)
         except Exception as error:  # reported by /readyz and the log; the process then exits
             self.load_error = f"{type(error).__name__}: {error}"

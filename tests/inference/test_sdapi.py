@@ -128,7 +128,7 @@ def test_catalogue_routes(tiny):
     assert tiny.get("/sdapi/v1/scripts").json() == {"txt2img": [], "img2img": []}
     assert tiny.get("/sdapi/v1/loras").json() == []
     assert tiny.post("/sdapi/v1/refresh-checkpoints").json() is None
-    assert [u["name"] for u in tiny.get("/sdapi/v1/upscalers").json()] == ["None"]
+    assert [u["name"] for u in tiny.get("/sdapi/v1/upscalers").json()] == ["None", "Lanczos", "Nearest", "Bicubic", "Bilinear"]
     memory = tiny.get("/sdapi/v1/memory").json()
     assert memory["ram"]["total"] > memory["ram"]["used"] > 0
     assert "error" in memory["cuda"] or memory["cuda"]["system"]["total"] > 0
