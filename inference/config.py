@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .engine.lora import LoraSpec
+from .engine.warmup import parse_warmup_sizes
 
 ENV_PREFIX = "SD_"
 
@@ -84,6 +85,16 @@ class ServerSettings(ModelSettings):
         ge=0,
         description="a pipeline call that makes no step progress this long marks /readyz wedged (0 = never)",
     )
+    compile: Literal["off", "auto", "max"] = Field(
+        "auto",
+        description="fast path: auto = on CUDA fused QKV, channels_last, UNet and VAE decoder compiled with CUDA "
+        "graphs, batches padded to buckets (on a CPU: off); max = the same with max-autotune (any device); off = eager",
+    )
+    warmup_sizes: list[str] = Field(
+        default_factory=lambda: ["auto"],
+        description="sizes (WIDTHxHEIGHT or native) run once at every batch bucket before /readyz is ready; "
+        "auto = the native size when compiled, none = no warm-up",
+    )
     max_loaded_models: int = Field(
         1, ge=1, description="checkpoints kept in memory at once; past it the least recently used is unloaded"
     )
@@ -109,6 +120,16 @@ class ServerSettings(ModelSettings):
     @classmethod
     def _split_origins(cls, value):
         return _split_commas(value)
+
+    @field_validator("warmup_sizes", mode="before")
+    @classmethod
+    def _split_sizes(cls, value):
+        return _split_commas(value)
+
+    @field_validator("warmup_sizes")
+    @classmethod
+    def _sizes_parse(cls, value: list[str]) -> list[str]:
+        return parse_warmup_sizes(value)  # raises naming the bad entry
 
     @field_validator("auth_file")
     @classmethod
