@@ -322,7 +322,7 @@ class Bench:
                 self.cold_starts.append({"model": arch["name"], "cache": cache, "seconds_to_ready": round(seconds, 1),
                                          "startup_metric_s": _metric(url, "sd_startup_seconds"),
                                          "max_batch_size": 4})
-                self.note(f"server ready in {seconds:.1f}s with an {cache} compile cache")
+                self.note(f"server ready in {seconds:.1f}s with {'an empty' if cache == 'empty' else 'a warm'} compile cache")
                 if cache == "empty":
                     http_round(url, self.args.clients, 1, body, seed_base=50_000)  # warm the HTTP path
                     result = http_round(url, self.args.clients, requests, body)
