@@ -46,6 +46,11 @@ CHROMIUM := /usr/bin/chromium
 $(CHROMIUM):
 	apt-get update && apt-get install -y chromium chromium-driver
 
+# ruff and mypy with the settings in pyproject.toml, over everything the repository ships.
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check components infra inference tests bench examples provider
+	$(VENV)/bin/mypy components infra inference
+
 test: install $(CHROMIUM)
 	$(VENV)/bin/hadolint inference/Dockerfile
 	CRD_SCHEMAS=1 CHECKOV=$(abspath $(CHECKOV_VENV))/bin/checkov $(PY) -m pytest

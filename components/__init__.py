@@ -6,7 +6,7 @@
 Never imports torch/diffusers/inference: `pulumi up` needs only the infra requirements.
 """
 
-from .inputs import AppConfig, AppConfigError, parse_app_config
+from .config import AppConfig, AppConfigError, parse_app_config
 from .presets import BUILTIN_PRESETS, Preset
 from .stable_diffusion import TYPE_TOKEN, StableDiffusion, StableDiffusionArgs
 

@@ -32,7 +32,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from . import monitoring
-from .inputs import AppConfig, Autoscaling
+from .config import AppConfig, Autoscaling
 from .meta import Names
 
 ACTIVATION_THRESHOLD_RPS = "1000"  # never reached: this trigger only activates

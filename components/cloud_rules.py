@@ -2,7 +2,7 @@
 
 Offline schema checks cannot see these: a GKE API rule, a kubelet flag check or a custom
 resource's CEL rule only shows up at `pulumi up`. This module is the single place they
-live; `inputs.py` refuses configs that break them, `node_pools.py` renders pools from
+live; `config/` refuses configs that break them, `node_pools.py` renders pools from
 them, and the tests check every rendered pool against them.
 
 API
@@ -37,14 +37,9 @@ Node labels (GKE `node_config.labels`, the kubelet's `--node-labels`):
   "Applying kubernetes label is not allowed"; the kubelet refuses them in `--node-labels`
   unless they are in its short allow-list, which we never need.
 
-Karpenter (`karpenter.sh/v1` NodePool, every release from v1.0 to the newest):
+Karpenter (`karpenter.sh/v1` NodePool; the CRD's own rules, per release, are checked on
+every rendered NodePool by tests/components/cel_rules.py and the CRD schema validators):
 
-- `karpenter_nodepool_problems(spec) -> list[str]`: every rule of the NodePool CRD (CEL
-  rules, enums and patterns) that bears on what we render, checked over `spec`; empty when
-  every Karpenter v1 release accepts it. The rules are the union of v1.0 (the strictest)
-  and the newest release (which dropped the kubernetes.io / k8s.io domain rules).
-- `karpenter_label_problem(key) -> Optional[str]`: one template label key or requirement
-  key against the label-domain rules (the CRD applies the same rules to both).
 - `KARPENTER_GPU_FAMILIES`: `karpenter.k8s.aws/instance-gpu-name` value -> the EC2
   instance families that carry that GPU (e.g. `l4` -> g6, gr6; `h200` -> p5e, p5en).
 
@@ -72,10 +67,6 @@ SOURCES: dict[str, str] = {
                     "and https://cloud.google.com/ai-hypercomputer/docs/consumption-models",
     "gke_flex_start": "https://cloud.google.com/kubernetes-engine/docs/how-to/dws-flex-start-inference",
     "gke_reservations": "https://cloud.google.com/kubernetes-engine/docs/how-to/consuming-reservations",
-    "karpenter_crd_v1_0": "https://github.com/aws/karpenter-provider-aws/blob/v1.0.0/pkg/apis/crds/karpenter.sh_nodepools.yaml",
-    "karpenter_crd_newest": "https://github.com/aws/karpenter-provider-aws/blob/main/pkg/apis/crds/karpenter.sh_nodepools.yaml",
-    "karpenter_relaxed_domains": "https://github.com/kubernetes-sigs/karpenter/pull/2586 "
-                                 "(drops the kubernetes.io / k8s.io CEL rules after v1.8)",
     "karpenter_aws_labels": "https://karpenter.sh/docs/reference/instance-types/ (instance-gpu-name, instance-gpu-memory)",
     "ec2_gpu_instances": "https://aws.amazon.com/ec2/instance-types/#Accelerated_Computing",
 }
@@ -111,7 +102,6 @@ def is_restricted_node_label(key: str) -> bool:
 ON_DEMAND = "on-demand"
 SPOT_OR_FLEX_START = "spot-or-flex-start"
 RESERVATION = "reservation"
-CAPACITY_CLASSES = (ON_DEMAND, SPOT_OR_FLEX_START, RESERVATION)
 
 
 # GKE accelerator type -> the value of `cloud.google.com/gke-accelerator` on its nodes
@@ -300,140 +290,3 @@ KARPENTER_GPU_FAMILIES: dict[str, tuple[str, ...]] = {
     "h200": ("p5e", "p5en"),
     "v100": ("p3", "p3dn"),
 }
-
-# CRD rules, the union over releases v1.0 .. newest (see SOURCES). A key's domain that
-# ends with one of these is refused unless the key is well-known or the domain ends with
-# one of the exceptions.
-KARPENTER_RESTRICTED_LABEL_DOMAINS = ("kubernetes.io", "k8s.io", "karpenter.sh", "karpenter.k8s.aws")
-KARPENTER_LABEL_DOMAIN_EXCEPTIONS = ("node.kubernetes.io", "node-restriction.kubernetes.io", "kops.k8s.io")
-_KUBERNETES_WELL_KNOWN = (
-    "beta.kubernetes.io/instance-type", "failure-domain.beta.kubernetes.io/region", "beta.kubernetes.io/os",
-    "beta.kubernetes.io/arch", "failure-domain.beta.kubernetes.io/zone", "topology.kubernetes.io/zone",
-    "topology.kubernetes.io/region", "kubernetes.io/arch", "kubernetes.io/os", "node.kubernetes.io/windows-build",
-)
-KARPENTER_WELL_KNOWN_LABELS = _KUBERNETES_WELL_KNOWN + (
-    "karpenter.sh/capacity-type",
-    # karpenter.k8s.aws keys allowed by v1.0's list (the newest adds karpenter.k8s.aws/ec2nodeclass).
-    "karpenter.k8s.aws/instance-encryption-in-transit-supported", "karpenter.k8s.aws/instance-category",
-    "karpenter.k8s.aws/instance-hypervisor", "karpenter.k8s.aws/instance-family",
-    "karpenter.k8s.aws/instance-generation", "karpenter.k8s.aws/instance-local-nvme",
-    "karpenter.k8s.aws/instance-size", "karpenter.k8s.aws/instance-cpu",
-    "karpenter.k8s.aws/instance-cpu-manufacturer", "karpenter.k8s.aws/instance-memory",
-    "karpenter.k8s.aws/instance-ebs-bandwidth", "karpenter.k8s.aws/instance-network-bandwidth",
-    "karpenter.k8s.aws/instance-gpu-name", "karpenter.k8s.aws/instance-gpu-manufacturer",
-    "karpenter.k8s.aws/instance-gpu-count", "karpenter.k8s.aws/instance-gpu-memory",
-    "karpenter.k8s.aws/instance-accelerator-name", "karpenter.k8s.aws/instance-accelerator-manufacturer",
-    "karpenter.k8s.aws/instance-accelerator-count",
-)
-# Refused outright (the controller sets them).
-KARPENTER_FORBIDDEN_LABELS = ("karpenter.sh/nodepool", "kubernetes.io/hostname")
-KARPENTER_REQUIREMENT_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt")
-KARPENTER_CONSOLIDATION_POLICIES = ("WhenEmpty", "WhenEmptyOrUnderutilized")
-KARPENTER_TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
-_LABEL_KEY = re.compile(
-    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*(\/))?([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$"
-)
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-_DURATION_OR_NEVER = re.compile(r"^(([0-9]+(s|m|h))+)|(Never)$")
-_BUDGET_NODES = re.compile(r"^((100|[0-9]{1,2})%|[0-9]+)$")
-_BUDGET_DURATION = re.compile(r"^((([0-9]+(h|m))|([0-9]+h[0-9]+m))(0s)?)$")
-_QUANTITY = re.compile(
-    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
-)
-
-
-def karpenter_label_problem(key: str) -> Optional[str]:
-    """Why a template label key or requirement key is refused by some Karpenter v1 release."""
-    if len(key) > 316 or not _LABEL_KEY.match(key):
-        return f"'{key}' is not a label key"
-    if key in KARPENTER_FORBIDDEN_LABELS:
-        return f'label "{key}" is restricted'
-    if key in KARPENTER_WELL_KNOWN_LABELS:
-        return None
-    domain = label_domain(key)
-    # CEL `endsWith` is a plain suffix test; mirror it exactly.
-    if any(domain.endswith(exception) for exception in KARPENTER_LABEL_DOMAIN_EXCEPTIONS):
-        return None
-    for restricted in KARPENTER_RESTRICTED_LABEL_DOMAINS:
-        if domain.endswith(restricted):
-            return f'label domain "{restricted}" is restricted ({key})'
-    return None
-
-
-def karpenter_nodepool_problems(spec: dict) -> list[str]:
-    """The NodePool CRD rules (v1.0 .. newest) that `spec` breaks; [] when all accept it."""
-    problems: list[str] = []
-    template = spec.get("template") or {}
-    labels = (template.get("metadata") or {}).get("labels") or {}
-    for key, value in labels.items():
-        if problem := karpenter_label_problem(key):
-            problems.append(f"spec.template.metadata.labels: {problem}")
-        if len(value) > 63 or not _LABEL_VALUE.match(value):
-            problems.append(f"spec.template.metadata.labels[{key}]: '{value}' is not a label value")
-    node_spec = template.get("spec") or {}
-    ref = node_spec.get("nodeClassRef") or {}
-    for part in ("group", "kind", "name"):
-        if not ref.get(part):
-            problems.append(f"spec.template.spec.nodeClassRef.{part}: required and not empty")
-    if "/" in ref.get("group", ""):
-        problems.append("spec.template.spec.nodeClassRef.group: a group, not a group/version")
-    requirements = node_spec.get("requirements")
-    if not requirements:
-        problems.append("spec.template.spec.requirements: required")
-    for i, req in enumerate(requirements or []):
-        where = f"spec.template.spec.requirements[{i}]"
-        if problem := karpenter_label_problem(req.get("key", "")):
-            problems.append(f"{where}.key: {problem}")
-        operator, values = req.get("operator"), req.get("values") or []
-        if operator not in KARPENTER_REQUIREMENT_OPERATORS:
-            problems.append(f"{where}.operator: {operator!r} is not one of {KARPENTER_REQUIREMENT_OPERATORS}")
-        if operator == "In" and not values:
-            problems.append(f"{where}: operator 'In' must have a value defined")
-        if operator in ("Gt", "Lt") and not (len(values) == 1 and re.fullmatch(r"[0-9]+", str(values[0]))):
-            problems.append(f"{where}: operator {operator} must have a single positive integer value")
-        if operator in ("Exists", "DoesNotExist") and values:
-            problems.append(f"{where}: operator {operator} takes no values")
-        for value in values:
-            if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
-                problems.append(f"{where}.values: {value!r} is not a label value (a string)")
-        if "minValues" in req and (operator != "In" or len(values) < req["minValues"]):
-            problems.append(f"{where}.minValues: needs operator In and at least that many values")
-    for i, taint in enumerate(node_spec.get("taints") or []):
-        if taint.get("effect") not in KARPENTER_TAINT_EFFECTS:
-            problems.append(f"spec.template.spec.taints[{i}].effect: {taint.get('effect')!r}")
-        if not taint.get("key") or not _LABEL_KEY.match(taint["key"]):
-            problems.append(f"spec.template.spec.taints[{i}].key: {taint.get('key')!r}")
-    expire = node_spec.get("expireAfter")
-    if expire is not None and not _DURATION_OR_NEVER.match(expire):
-        problems.append(f"spec.template.spec.expireAfter: {expire!r}")
-    disruption = spec.get("disruption")
-    if disruption is not None:
-        # v1.0 .. newest: consolidateAfter is required; the policy enum has no WhenUnderutilized.
-        if "consolidateAfter" not in disruption:
-            problems.append("spec.disruption.consolidateAfter: required")
-        elif not _DURATION_OR_NEVER.match(disruption["consolidateAfter"]):
-            problems.append(f"spec.disruption.consolidateAfter: {disruption['consolidateAfter']!r}")
-        policy = disruption.get("consolidationPolicy")
-        if policy is not None and policy not in KARPENTER_CONSOLIDATION_POLICIES:
-            problems.append(f"spec.disruption.consolidationPolicy: {policy!r} is not one of "
-                            f"{KARPENTER_CONSOLIDATION_POLICIES}")
-        if "expireAfter" in disruption:
-            problems.append("spec.disruption.expireAfter: moved to spec.template.spec.expireAfter in v1")
-        budgets = disruption.get("budgets") or []
-        if len(budgets) > 50:
-            problems.append("spec.disruption.budgets: at most 50")
-        for i, budget in enumerate(budgets):
-            if not isinstance(budget.get("nodes"), str) or not _BUDGET_NODES.match(budget["nodes"]):
-                problems.append(f"spec.disruption.budgets[{i}].nodes: {budget.get('nodes')!r} is not "
-                                "a count or a percentage (a string)")
-            if ("schedule" in budget) != ("duration" in budget):
-                problems.append(f"spec.disruption.budgets[{i}]: 'schedule' must be set with 'duration'")
-            if "duration" in budget and not _BUDGET_DURATION.match(budget["duration"]):
-                problems.append(f"spec.disruption.budgets[{i}].duration: {budget['duration']!r}")
-    for resource, quantity in (spec.get("limits") or {}).items():
-        if not _QUANTITY.match(str(quantity)):
-            problems.append(f"spec.limits.{resource}: {quantity!r} is not a quantity")
-    weight = spec.get("weight")
-    if weight is not None and not (isinstance(weight, int) and 1 <= weight <= 100):
-        problems.append(f"spec.weight: {weight!r} is not 1..100")
-    return problems

@@ -7,7 +7,7 @@ the image is only loaded into this machine's Docker daemon and referenced by tag
 `IfNotPresent`: Docker Desktop and Rancher Desktop (dockerd engine) run it from that
 daemon; kind, k3d and minikube keep their own image stores, so the component warns with
 the command that copies it there (docs/component.md, "Local clusters"). A config that
-gives the nodes no pullable image is refused by inputs.py before anything is declared.
+gives the nodes no pullable image is refused by config/ (images.py, app.py) before anything is declared.
 
 The build context is the repository root (the Dockerfile copies requirements/ and
 inference/). It is given relative to the program's working directory, so the same
@@ -24,7 +24,7 @@ from typing import Optional
 import pulumi
 import pulumi_docker_build as docker_build
 
-from .inputs import AppConfig, BuiltImage, ImageBuild, PrebuiltImage
+from .config import AppConfig, BuiltImage, ImageBuild, PrebuiltImage
 from .meta import Names
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -78,9 +78,7 @@ def image(
 ) -> ImageRef:
     spec = app.image
     if isinstance(spec, PrebuiltImage):
-        # A digest is immutable: no need to ask the registry on every start.
-        policy = "IfNotPresent" if spec.digest else "Always"
-        return ImageRef(spec.reference, policy, spec.pull_secret)
+        return ImageRef(spec.reference, spec.pull_policy, spec.pull_secret)
     assert isinstance(spec, BuiltImage)
     build = spec.build
     tag = f"{build.repository}:{build.tag}"

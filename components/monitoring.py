@@ -31,7 +31,7 @@ from urllib.parse import urlparse
 import pulumi
 import pulumi_kubernetes as k8s
 
-from .inputs import AppConfig
+from .config import AppConfig
 from .meta import PORT_NAME, Names
 
 METRICS_PATH = "/metrics"

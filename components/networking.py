@@ -32,7 +32,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from . import monitoring
-from .inputs import AppConfig, TlsClusterIssuer, TlsSecret
+from .config import AppConfig, TlsClusterIssuer, TlsSecret
 from .meta import PORT, PORT_NAME, Names
 
 NGINX = "nginx.ingress.kubernetes.io"

@@ -13,7 +13,7 @@
   itself, so the pool declares no taint (declaring it would make a perpetual diff).
 
 What the clouds accept (accelerators per machine type, capacity classes, label domains,
-the Karpenter CRD's CEL rules) lives in `cloud_rules.py`; `inputs.py` has refused what
+the Karpenter CRD's CEL rules) lives in `cloud_rules.py`; `config/` has refused what
 breaks them before anything here runs. Node labels never use the `kubernetes.io` /
 `k8s.io` domains: GKE and the kubelet refuse them on nodes, and Karpenter v1.0-v1.8
 refuse them in a NodePool template. The object labels of the NodePool itself are
@@ -34,7 +34,7 @@ import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
 from .cloud_rules import gke_accelerator_count, gke_capacity_warning, gke_machine
-from .inputs import AppConfig, ExistingNodes, GkeNodePool, KarpenterNodePool
+from .config import AppConfig, ExistingNodes, GkeNodePool, KarpenterNodePool
 from .meta import Names
 from .presets import (
     GKE_ACCELERATOR_LABEL,

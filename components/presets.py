@@ -21,7 +21,7 @@ from typing import Annotated, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-_QUANTITY = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
+from .config.base import QUANTITY
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
@@ -31,20 +31,32 @@ GKE_ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
 
 
 class Preset(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """A custom per-replica shape and the node labels that identify its GPU in each node-pool mode."""
+
+    # Its own config (not config.ConfigModel's): numbers stay numbers here (`cpu: 4` is refused).
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True, title="CustomPreset")
 
     description: str = ""
+    """Free text."""
     gpu_count: Annotated[int, Field(ge=0, le=16)] = 0
-    cpu: Annotated[str, Field(pattern=_QUANTITY)]
-    memory: Annotated[str, Field(pattern=_QUANTITY)]
-    # Node label values per node-pool mode (None: the mode cannot place this preset).
-    gpu_product: Optional[str] = None  # existing: nvidia.com/gpu.product
-    karpenter_gpu_name: Optional[str] = None  # karpenter: karpenter.k8s.aws/instance-gpu-name
-    karpenter_min_gpu_memory_mib: Optional[int] = None  # karpenter: instance-gpu-memory > this
-    gke_accelerator: Optional[str] = None  # gke: cloud.google.com/gke-accelerator
-    # gke: GPUs per node follow from the machine type (cloud_rules.GKE_FIXED_GPU_MACHINES,
-    # or n1 + attached T4/V100/P4/P100); validation refuses a type without the accelerator.
+    """`nvidia.com/gpu` per replica."""
+    cpu: Annotated[str, Field(pattern=QUANTITY)]
+    """CPU, a Kubernetes quantity; requests = limits."""
+    memory: Annotated[str, Field(pattern=QUANTITY)]
+    """Memory, a Kubernetes quantity; requests = limits."""
+    # Node label values per node-pool mode (None: that mode cannot place this preset).
+    gpu_product: Optional[str] = None
+    """`existing`: the value of `nvidia.com/gpu.product` (GPU Feature Discovery)."""
+    karpenter_gpu_name: Optional[str] = None
+    """`karpenter`: the value of `karpenter.k8s.aws/instance-gpu-name`."""
+    karpenter_min_gpu_memory_mib: Optional[int] = None
+    """`karpenter`: the NodePool also requires `karpenter.k8s.aws/instance-gpu-memory` greater than this."""
+    gke_accelerator: Optional[str] = None
+    """`gke`: the value of `cloud.google.com/gke-accelerator` (the GKE accelerator type)."""
+    # GPUs per node follow from the machine type (cloud_rules.GKE_FIXED_GPU_MACHINES, or n1
+    # + attached T4/V100/P4/P100); validation refuses a type without the accelerator.
     gke_machine_type: str = "e2-standard-4"
+    """`gke`: machine type. It must carry `gke_accelerator`, at least `gpu_count` per node (see "GKE machine types and capacity")."""
 
     @model_validator(mode="after")
     def _gpu_labels(self) -> "Preset":

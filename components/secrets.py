@@ -22,7 +22,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from .inputs import AppConfig, ConfigSecretRef, KubernetesSecretRef, SecretInput
+from .config import AppConfig, ConfigSecretRef, KubernetesSecretRef, SecretInput
 from .meta import Names
 
 HF_TOKEN_KEY = "token"

@@ -12,7 +12,7 @@ import pulumi
 
 from . import autoscaling, image, monitoring, networking, node_pools, secrets, stablestudio, workload
 from .args import ApiCredentials, ApiEndpoint, HfModel, StableDiffusionArgs
-from .inputs import parse_app_config
+from .config import parse_app_config
 from .meta import Names
 
 TYPE_TOKEN = "stable-diffusion:index:StableDiffusion"

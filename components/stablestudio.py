@@ -9,10 +9,9 @@ API. The path is passed through unchanged (no rewrite, so no controller-specific
 annotations or CRDs): the image must serve the app under that path, i.e. be built with
 that base (`vite build --base=/stablestudio/`) and place its files there.
 
-The pods run like the API's: uid 10001, read-only root filesystem with a writable
-`/tmp` emptyDir (nginx-unprivileged keeps its pid and temp files there), no privilege
-escalation, no capabilities, RuntimeDefault seccomp, no service-account token. The
-external origin (`https://host`) is added to the API's CORS origins (inputs.py,
+The pods are restricted like the API's (pods.py): uid 10001, read-only root filesystem
+with a writable `/tmp` emptyDir (nginx-unprivileged keeps its pid and temp files there). The
+external origin (`https://host`) is added to the API's CORS origins (config/app.py,
 `AppConfig.cors_origins`); the API's own auth still applies to every call StableStudio
 makes.
 """
@@ -24,10 +23,10 @@ from typing import Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-from .inputs import AppConfig
+from .config import AppConfig
 from .meta import PORT_NAME, Names
 from .networking import from_namespaces_only
-from .workload import pod_security_context, security_context
+from .pods import container_security_context, guaranteed, http_probe, pod_spec, tmp_mount, tmp_volume
 
 COMPONENT = "stablestudio"
 EPHEMERAL_STORAGE = "256Mi"
@@ -36,32 +35,22 @@ TMP_SIZE = "64Mi"
 
 def _resources(app: AppConfig) -> dict:
     studio = app.stablestudio
-    amounts = {"cpu": studio.cpu, "memory": studio.memory, "ephemeral-storage": EPHEMERAL_STORAGE}
-    return {"requests": dict(amounts), "limits": dict(amounts)}
+    return guaranteed({"cpu": studio.cpu, "memory": studio.memory, "ephemeral-storage": EPHEMERAL_STORAGE})
 
 
 def _container(app: AppConfig) -> dict:
     studio = app.stablestudio
     image = studio.image
-
-    def probe(period: int, failures: int) -> dict:
-        return {
-            "httpGet": {"path": f"{studio.path}/", "port": PORT_NAME},
-            "periodSeconds": period,
-            "timeoutSeconds": 3,
-            "failureThreshold": failures,
-        }
-
     return {
         "name": COMPONENT,
         "image": image.reference,
-        "imagePullPolicy": "IfNotPresent" if image.digest else "Always",
+        "imagePullPolicy": image.pull_policy,
         "ports": [{"name": PORT_NAME, "containerPort": studio.port, "protocol": "TCP"}],
         "resources": _resources(app),
-        "readinessProbe": probe(5, 3),
-        "livenessProbe": probe(15, 4),
-        "securityContext": security_context(),
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "readinessProbe": http_probe(f"{studio.path}/", 5, 3, timeout=3),
+        "livenessProbe": http_probe(f"{studio.path}/", 15, 4, timeout=3),
+        "securityContext": container_security_context(),
+        "volumeMounts": [tmp_mount()],
     }
 
 
@@ -69,16 +58,7 @@ def deployment(app: AppConfig, names: Names, opts: pulumi.ResourceOptions) -> Op
     studio = app.stablestudio
     if not studio.enabled:
         return None
-    pod_spec: dict = {
-        "serviceAccountName": names.service_account,
-        "automountServiceAccountToken": False,
-        "enableServiceLinks": False,
-        "securityContext": pod_security_context(),
-        "containers": [_container(app)],
-        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE}}],
-    }
-    if studio.image.pull_secret:
-        pod_spec["imagePullSecrets"] = [{"name": studio.image.pull_secret}]
+    pod = pod_spec(names, [_container(app)], [tmp_volume(TMP_SIZE)], studio.image.pull_secret)
     return k8s.apps.v1.Deployment(
         f"{names.base}-stablestudio-deployment",
         metadata=names.metadata(names.stablestudio, COMPONENT),
@@ -86,7 +66,7 @@ def deployment(app: AppConfig, names: Names, opts: pulumi.ResourceOptions) -> Op
             "replicas": studio.replica_count,
             "selector": {"matchLabels": names.stablestudio_selector_labels()},
             "revisionHistoryLimit": 5,
-            "template": {"metadata": {"labels": names.labels(COMPONENT)}, "spec": pod_spec},
+            "template": {"metadata": {"labels": names.labels(COMPONENT)}, "spec": pod},
         },
         opts=opts,
     )

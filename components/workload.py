@@ -2,9 +2,8 @@
 
 The Deployment runs the inference image (`python -m inference serve`, configured by
 `SD_*` variables) behind an init container that prefetches the models and LoRA adapters
-into the cache (`python -m inference download`, given the same `SD_*` model variables). Pods are restricted-PSS clean: non-root uid 10001,
-read-only root filesystem (writable /tmp emptyDir and /models cache), no privilege
-escalation, all capabilities dropped, RuntimeDefault seccomp, no service-account token.
+into the cache (`python -m inference download`, given the same `SD_*` model variables).
+Pods are restricted-PSS clean (pods.py; the /models cache is writable besides /tmp).
 
 Model cache: with a storage class and ReadWriteMany, one PVC shared by every replica;
 otherwise a generic ephemeral volume per pod (a claim that lives and dies with the pod),
@@ -19,9 +18,10 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from .image import ImageRef
-from .inputs import AppConfig
-from .meta import AUTH_DIR, AUTH_FILE, CACHE_MOUNT, HF_TOKEN_DIR, PORT, PORT_NAME, UID, Names
+from .config import AppConfig
+from .meta import AUTH_DIR, AUTH_FILE, CACHE_MOUNT, HF_TOKEN_DIR, PORT, PORT_NAME, Names
 from .node_pools import Placement
+from .pods import container_security_context, guaranteed, http_probe, pod_spec, tmp_mount, tmp_volume
 from .presets import GPU_RESOURCE
 from .secrets import HTPASSWD_KEY, Auth, SecretKeyRef
 
@@ -92,36 +92,12 @@ def _cache_volume(app: AppConfig, names: Names) -> dict:
     }
 
 
-def security_context() -> dict:
-    return {
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True,
-        "runAsNonRoot": True,
-        "runAsUser": UID,
-        "runAsGroup": UID,
-        "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-
-
-def pod_security_context() -> dict:
-    return {
-        "runAsNonRoot": True,
-        "runAsUser": UID,
-        "runAsGroup": UID,
-        "fsGroup": UID,
-        "fsGroupChangePolicy": "OnRootMismatch",
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-
-
 def _resources(app: AppConfig) -> dict:
     preset = app.resolved_preset
     amounts = {"cpu": preset.cpu, "memory": preset.memory, "ephemeral-storage": EPHEMERAL_STORAGE}
     if preset.gpu_count:
         amounts[GPU_RESOURCE] = str(preset.gpu_count)
-    # requests = limits: Guaranteed QoS, no noisy neighbours on a shared GPU node.
-    return {"requests": dict(amounts), "limits": dict(amounts)}
+    return guaranteed(amounts)
 
 
 def model_list(app: AppConfig) -> str:
@@ -188,13 +164,9 @@ def _init_container(app: AppConfig, image: ImageRef, token_env: list, token_moun
         "imagePullPolicy": image.pull_policy,
         "args": ["download"],
         "env": _model_env(app) + token_env,
-        "resources": {"requests": dict(INIT_RESOURCES), "limits": dict(INIT_RESOURCES)},
-        "securityContext": security_context(),
-        "volumeMounts": [
-            {"name": "model-cache", "mountPath": CACHE_MOUNT},
-            {"name": "tmp", "mountPath": "/tmp"},
-            *token_mounts,
-        ],
+        "resources": guaranteed(INIT_RESOURCES),
+        "securityContext": container_security_context(),
+        "volumeMounts": [{"name": "model-cache", "mountPath": CACHE_MOUNT}, tmp_mount(), *token_mounts],
     }
 
 
@@ -210,10 +182,7 @@ def _server_container(app: AppConfig, image: ImageRef, auth: Optional[Auth], tok
         env.append({"name": "SD_MAX_LOADED_MODELS", "value": str(settings.max_loaded_models)})
     if app.cors_origins:
         env.append({"name": "SD_CORS_ORIGINS", "value": ",".join(app.cors_origins)})
-    mounts = [
-        {"name": "model-cache", "mountPath": CACHE_MOUNT},
-        {"name": "tmp", "mountPath": "/tmp"},
-    ]
+    mounts = [{"name": "model-cache", "mountPath": CACHE_MOUNT}, tmp_mount()]
     if auth is not None:
         env.append({"name": "SD_AUTH_FILE", "value": AUTH_FILE})
         mounts.append({"name": "htpasswd", "mountPath": AUTH_DIR, "readOnly": True})
@@ -221,14 +190,6 @@ def _server_container(app: AppConfig, image: ImageRef, auth: Optional[Auth], tok
     env += token_env
     if token_env:
         mounts.append({"name": "hf-token", "mountPath": HF_TOKEN_DIR, "readOnly": True})
-
-    def probe(path: str, period: int, failures: int, timeout: int = 5) -> dict:
-        return {
-            "httpGet": {"path": path, "port": PORT_NAME},
-            "periodSeconds": period,
-            "timeoutSeconds": timeout,
-            "failureThreshold": failures,
-        }
 
     return {
         "name": "inference",
@@ -240,13 +201,13 @@ def _server_container(app: AppConfig, image: ImageRef, auth: Optional[Auth], tok
         "resources": _resources(app),
         # /healthz answers as soon as the process serves; loading a big model can take
         # minutes, so the startup budget is generous (10 s x startup_failure_threshold).
-        "startupProbe": probe("/healthz", 10, settings.startup_failure_threshold),
-        "livenessProbe": probe("/healthz", 15, 4),
+        "startupProbe": http_probe("/healthz", 10, settings.startup_failure_threshold, timeout=5),
+        "livenessProbe": http_probe("/healthz", 15, 4, timeout=5),
         # 503 until the model is loaded and again while draining on SIGTERM.
-        "readinessProbe": probe("/readyz", 5, 2, timeout=3),
+        "readinessProbe": http_probe("/readyz", 5, 2, timeout=3),
         # Let endpoint removal reach the ingress before SIGTERM stops intake.
         "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRESTOP_SLEEP_SECONDS)]}}},
-        "securityContext": security_context(),
+        "securityContext": container_security_context(),
         "volumeMounts": mounts,
     }
 
@@ -262,27 +223,21 @@ def deployment(
 ) -> k8s.apps.v1.Deployment:
     settings = app.stable_diffusion
     token_env, token_mounts, token_volumes = _token_env_and_mount(token)
-    volumes = [
-        _cache_volume(app, names),
-        {"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE}},
-        *token_volumes,
-    ]
+    volumes = [_cache_volume(app, names), tmp_volume(TMP_SIZE), *token_volumes]
     if auth is not None:
         volumes.append({
             "name": "htpasswd",
             "secret": {"secretName": names.auth_secret,
                        "items": [{"key": HTPASSWD_KEY, "path": "htpasswd"}], "defaultMode": 0o440},
         })
-    pod_spec = {
-        "serviceAccountName": names.service_account,
-        "automountServiceAccountToken": False,
-        "enableServiceLinks": False,
-        "terminationGracePeriodSeconds": settings.termination_grace_period_seconds,
-        "securityContext": pod_security_context(),
-        "initContainers": [_init_container(app, image, token_env, token_mounts)],
-        "containers": [_server_container(app, image, auth, token_env)],
-        "volumes": volumes,
-        "topologySpreadConstraints": [
+    pod = pod_spec(
+        names,
+        [_server_container(app, image, auth, token_env)],
+        volumes,
+        image.pull_secret,
+        initContainers=[_init_container(app, image, token_env, token_mounts)],
+        terminationGracePeriodSeconds=settings.termination_grace_period_seconds,
+        topologySpreadConstraints=[
             {
                 "maxSkew": 1,
                 "topologyKey": key,
@@ -291,13 +246,11 @@ def deployment(
             }
             for key in ("kubernetes.io/hostname", "topology.kubernetes.io/zone")
         ],
-    }
+    )
     if where.node_selector:
-        pod_spec["nodeSelector"] = dict(where.node_selector)
+        pod["nodeSelector"] = dict(where.node_selector)
     if where.tolerations:
-        pod_spec["tolerations"] = [dict(t) for t in where.tolerations]
-    if image.pull_secret:
-        pod_spec["imagePullSecrets"] = [{"name": image.pull_secret}]
+        pod["tolerations"] = [dict(t) for t in where.tolerations]
 
     spec = {
         "selector": {"matchLabels": names.selector_labels()},
@@ -318,7 +271,7 @@ def deployment(
                     "prometheus.io/path": "/metrics",
                 },
             },
-            "spec": pod_spec,
+            "spec": pod,
         },
     }
     if settings.autoscaling is None:

@@ -83,6 +83,12 @@ KARPENTER_NEWEST = KarpenterRelease("Karpenter v1.9+ (newest v1.12)", restricts_
 KARPENTER_RELEASES = (KARPENTER_V1_0, KARPENTER_NEWEST)
 
 
+def label_key_problems(key: str, requirement: bool = False) -> list[str]:
+    """Why some supported Karpenter release refuses a template label key (or requirement key)."""
+    return [f"{release.name}: {problem}" for release in KARPENTER_RELEASES
+            for problem in release.label_key_problems(key, requirement)]
+
+
 def _requirement_problems(req: dict) -> list[str]:
     """The requirement-list CEL rules (both releases), and the `values` field contract."""
     operator, values = req.get("operator"), req.get("values") or []
@@ -117,10 +123,12 @@ def nodepool_violations(obj: dict) -> list[str]:
     # v1 schema: consolidateAfter is required (so WhenEmpty always has one) and a duration.
     if not _DURATION.fullmatch(str(disruption.get("consolidateAfter", ""))):
         found.append("spec.disruption.consolidateAfter: required, a duration like 30s/5m or Never")
-    if disruption.get("consolidationPolicy", "WhenEmptyOrUnderutilized") not in ("WhenEmpty", "WhenEmptyOrUnderutilized"):
-        found.append("spec.disruption.consolidationPolicy: must be WhenEmpty or WhenEmptyOrUnderutilized")
+    policy = disruption.get("consolidationPolicy", "WhenEmptyOrUnderutilized")
+    if policy not in ("WhenEmpty", "WhenEmptyOrUnderutilized"):  # v1 dropped WhenUnderutilized
+        found.append(f"spec.disruption.consolidationPolicy: {policy!r} is not WhenEmpty or WhenEmptyOrUnderutilized")
     for i, budget in enumerate(disruption.get("budgets", [])):
-        if not _BUDGET_NODES.fullmatch(str(budget.get("nodes", ""))):
+        nodes = budget.get("nodes")
+        if not isinstance(nodes, str) or not _BUDGET_NODES.fullmatch(nodes):
             found.append(f"spec.disruption.budgets[{i}].nodes: must be a count or a percentage")
         if ("schedule" in budget) != ("duration" in budget):
             found.append(f"spec.disruption.budgets[{i}]: 'schedule' must be set with 'duration'")

@@ -5,17 +5,15 @@ from a registry. A reference without a registry host (`stable-diffusion-inferenc
 means Docker Hub's `docker.io/library/...`, which does not hold our images, so the pod
 stays in ErrImagePull. The host is the first path component when it contains a `.` or a
 `:` or is `localhost` (the rule of the container runtimes' reference parser,
-distribution/reference `splitDockerDomain`).
+distribution/reference `splitDockerDomain`), which the component applies to the config
+(`components.config.registry_host`); here it is applied to what was rendered.
 """
 
 from __future__ import annotations
 
+from components.config import registry_host
+
 REMOTE_POOL_MODES = {"karpenter", "gke"}
-
-
-def names_registry_host(image: str) -> bool:
-    first, slash, _ = image.partition("/")
-    return bool(slash) and ("." in first or ":" in first or first == "localhost")
 
 
 def pool_mode(config: dict) -> str:
@@ -39,4 +37,4 @@ def unpullable_images(config: dict, objects: list[dict]) -> list[str]:
     if pool_mode(config) not in REMOTE_POOL_MODES:
         return []
     return [f"{where}: {image!r} names no registry host; a {pool_mode(config)} node cannot pull it"
-            for where, image in container_images(objects) if not names_registry_host(image)]
+            for where, image in container_images(objects) if registry_host(image) is None]

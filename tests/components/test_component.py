@@ -1,4 +1,4 @@
-"""Each input shape of DESIGN.md section 6 -> the objects and fields it must produce."""
+"""Each input shape of docs/component.md ("Inputs") -> the objects and fields it must produce."""
 
 from __future__ import annotations
 

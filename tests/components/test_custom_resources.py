@@ -15,6 +15,7 @@ import pulumi
 import pytest
 
 from components import AppConfigError
+from components.config import registry_host
 
 from . import cel_rules, crd_schemas, helpers, image_rules
 from .test_render import MATRIX
@@ -159,8 +160,16 @@ def test_schema_validator_reports_unknown_fields_bad_values_and_unknown_kinds():
 
 
 def test_image_rule():
-    assert image_rules.names_registry_host("ghcr.io/acme/sd:1")
-    assert image_rules.names_registry_host("localhost/sd:1")
-    assert image_rules.names_registry_host("registry:5000/sd:1")
-    assert not image_rules.names_registry_host("stable-diffusion-inference:v1")
-    assert not image_rules.names_registry_host("acme/sd:1")  # Docker Hub's acme/sd
+    # image_rules uses the component's own rule (components.config.registry_host) on full
+    # references, tag and registry port included.
+    assert registry_host("ghcr.io/acme/sd:1") == "ghcr.io"
+    assert registry_host("localhost/sd:1") == "localhost"
+    assert registry_host("registry:5000/sd:1") == "registry:5000"
+    assert registry_host("stable-diffusion-inference:v1") is None
+    assert registry_host("acme/sd:1") is None  # Docker Hub's acme/sd
+    objects = [{"kind": "Deployment", "metadata": {"name": "d"}, "spec": {"template": {"spec": {
+        "initContainers": [{"name": "i", "image": "acme/sd:1"}],
+        "containers": [{"name": "c", "image": "ghcr.io/acme/sd:1"}]}}}}]
+    (problem,) = image_rules.unpullable_images({"node_pool": "karpenter"}, objects)
+    assert "initContainers[i]" in problem and "'acme/sd:1' names no registry host" in problem
+    assert image_rules.unpullable_images({"node_pool": "existing"}, objects) == []

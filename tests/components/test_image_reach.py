@@ -11,7 +11,7 @@ from __future__ import annotations
 import pulumi
 import pytest
 
-from components.inputs import LOCAL_CLUSTERS, AppConfigError, parse_app_config, registry_host
+from components.config import LOCAL_CLUSTERS, AppConfigError, parse_app_config, registry_host
 
 from .helpers import app, run
 

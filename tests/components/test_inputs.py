@@ -1,4 +1,4 @@
-"""The app inputs: schema v1 as written in DESIGN.md section 6, defaults, and clear errors."""
+"""The app inputs: schema v1 as docs/component.md documents it, defaults, and clear errors."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from components import AppConfigError, parse_app_config
-from components.inputs import (
+from components.config import (
     BuiltImage,
     ConfigSecretRef,
     ExistingNodes,
@@ -20,7 +20,7 @@ from components.inputs import (
 
 from . import helpers
 
-# Every path of the schema v1 table, in the shapes the table gives.
+# Every schema v1 path (docs/component.md, "Inputs"), in the shapes the docs give.
 SCHEMA_V1 = """
 preset:
   name: gpu-a100-x1
@@ -246,6 +246,12 @@ INVALID = {
     "typo in a key": (
         helpers.app(ingress_http={"clas_name": "nginx"}),
         "stable-diffusion:app.ingress_http.clas_name", ["unknown key"],
+    ),
+    # The path comes from pydantic's structured loc: a map key is part of it whatever its
+    # spelling (the old string guesswork dropped any item that began with a capital).
+    "bad preset name": (
+        helpers.app(presets={"Big_GPU": {"cpu": "4", "memory": "8Gi"}}),
+        "stable-diffusion:app.presets.Big_GPU", ["is not a DNS label"],
     ),
     "custom preset without gpu labels": (
         helpers.app(preset={"name": "mine"}, presets={"mine": {"gpu_count": 1, "cpu": "4", "memory": "8Gi"}}),

@@ -10,7 +10,7 @@ import re
 import pytest
 import yaml
 
-from components.inputs import AppConfigError, parse_app_config
+from components.config import AppConfigError, parse_app_config
 from infra import render
 
 from .helpers import APP_KEY, app, container, deployment, run, with_sd

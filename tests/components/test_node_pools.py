@@ -1,10 +1,13 @@
 """Node pools the cloud and Karpenter accept: labels, accelerator counts, capacity (issue 11).
 
-Each rule comes from `components/cloud_rules.py`, which cites its source; the tests
-render real configs and check the pools against it.
+The GKE rules come from `components/cloud_rules.py`, the Karpenter NodePool CRD's rules
+from `cel_rules.py` (per release) and the CRD schema (`crd_schemas.py`); each cites its
+source. The tests render real configs and check the pools against them.
 """
 
 from __future__ import annotations
+
+import functools
 
 import pulumi
 import pytest
@@ -22,10 +25,9 @@ from components.cloud_rules import (
     gke_accelerator_count,
     gke_machine,
     is_restricted_node_label,
-    karpenter_label_problem,
-    karpenter_nodepool_problems,
 )
 
+from . import cel_rules, crd_schemas
 from .helpers import app, container, run, with_sd
 
 GKE = {"mode": "gke", "cluster": "prod", "location": "us-central1"}
@@ -71,10 +73,15 @@ def test_restricted_node_label_domains():
 
 # --- finding 2: Karpenter NodePool CEL rules ---------------------------------------------
 
+@functools.cache
+def karpenter_pool(preset: str) -> dict:
+    return run(app(preset={"name": preset}, node_pool="karpenter")).one("NodePool")
+
+
 @pytest.mark.parametrize("preset", KARPENTER_PRESETS)
 def test_karpenter_nodepool_satisfies_every_v1_crd(preset):
-    pool = run(app(preset={"name": preset}, node_pool="karpenter")).one("NodePool")
-    assert karpenter_nodepool_problems(pool["spec"]) == []
+    pool = karpenter_pool(preset)
+    assert cel_rules.violations(pool) == []
     template_labels = pool["spec"]["template"]["metadata"]["labels"]
     assert not any(k.split("/")[0].endswith("kubernetes.io") for k in template_labels)
     # The NodePool's own metadata is object metadata, which no CRD rule covers.
@@ -97,8 +104,14 @@ def test_karpenter_nodepool_satisfies_every_v1_crd(preset):
     ("stable-diffusion/pool", None),
 ])
 def test_karpenter_label_domain_rules(key, problem):
-    found = karpenter_label_problem(key)
-    assert (found is None) if problem is None else (problem in found)
+    found = "\n".join(cel_rules.label_key_problems(key))
+    assert (found == "") if problem is None else (problem in found)
+
+
+def test_karpenter_nodepool_of_every_preset_matches_the_crd_schema():
+    """Label values, the node class reference, operators, limits, weight: the CRD's schema."""
+    pools = [karpenter_pool(preset) for preset in KARPENTER_PRESETS]
+    assert [errors for errors in crd_schemas.validate(pools) if errors] == []
 
 
 def test_karpenter_rules_catch_what_the_crd_refuses():
@@ -115,7 +128,7 @@ def test_karpenter_rules_catch_what_the_crd_refuses():
         },
         "disruption": {"consolidationPolicy": "WhenUnderutilized", "budgets": [{"nodes": 1}]},
     }
-    problems = "\n".join(karpenter_nodepool_problems(spec))
+    problems = "\n".join(cel_rules.violations({"apiVersion": "karpenter.sh/v1", "kind": "NodePool", "spec": spec}))
     for expected in ('label domain "kubernetes.io"', "single positive integer", "'In' must have a value",
                      "consolidateAfter: required", "WhenUnderutilized", "budgets[0].nodes"):
         assert expected in problems

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from components import secrets as component_secrets
-from components.inputs import ConfigSecretRef
+from components.config import ConfigSecretRef
 from infra import mock_engine
 
 from .helpers import app, run, with_model

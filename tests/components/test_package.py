@@ -13,8 +13,8 @@ import yaml
 from pulumi.provider.experimental.component import ComponentProvider
 from pydantic import BaseModel
 
-from components import TYPE_TOKEN, StableDiffusion, args
-from components.inputs import AppConfig
+from components import TYPE_TOKEN, StableDiffusion, app_args
+from components.config import AppConfig, generate
 
 from . import helpers
 
@@ -64,7 +64,7 @@ def test_schema_types_mirror_the_config(schema):
     assert all(t.get("description") for t in types.values())
 
 
-# --- the typed surface (components/args.py) mirrors the pydantic models ------------------
+# --- the typed surface (components/app_args.py) is generated from the pydantic models -----
 
 
 def _models(annotation) -> list[type[BaseModel]]:
@@ -114,8 +114,25 @@ def _compare(models: list[type[BaseModel]], typed, path: str, problems: list[str
 
 def test_typed_surface_has_every_config_field_and_no_other():
     problems: list[str] = []
-    _compare([AppConfig], args.App, "app", problems)
+    _compare([AppConfig], app_args.App, "app", problems)
     assert problems == []
+
+
+@pytest.mark.parametrize("path", [generate.APP_ARGS, generate.DOCS], ids=["app_args.py", "component.md"])
+def test_generated_files_are_current(path):
+    """components/app_args.py and docs/component.md's input reference say what the models
+    say (types, required keys, defaults, descriptions): regenerating changes nothing."""
+    assert path.read_text() == generate.expected()[path], (
+        f"{path.name} is stale: run python -m components.config.generate")
+
+
+def test_reference_and_schema_carry_the_models_defaults_and_descriptions(schema):
+    table = generate.reference_table()
+    assert "| `stable_diffusion.hugging_face_model.cache.size` | string | `50Gi` | Size of the model cache. |" in table
+    assert "| `node_pool.cluster` | string | **required** (gke) | [gke] Cluster name. |" in table
+    assert "| `ingress_http.class_name` | `traefik` \\| `nginx` | `traefik` |" in table
+    cache = schema["types"][f"{PACKAGE}:index:Cache"]["properties"]["size"]
+    assert cache["description"] == "Size of the model cache. Default: 50Gi."
 
 
 # --- construct through the provider, as a TypeScript/Go/YAML program would ---------------

@@ -8,7 +8,7 @@ from components import BUILTIN_PRESETS, AppConfigError
 
 from .helpers import app, container, pod_spec, run
 
-# What each preset must select, per mode (DESIGN.md section 6); None = not placeable.
+# What each preset must select, per mode (docs/component.md, built-in presets); None = not placeable.
 EXPECTED = {
     #              gpus  existing (gpu.product)      karpenter  gke accelerator
     "cpu-small":   (0, None, None, None),

@@ -35,7 +35,7 @@ def test_dev_stack_is_complete_and_valid():
 
 def test_prod_stack_is_complete_and_valid():
     from components import parse_app_config
-    from components.inputs import ConfigSecretRef, KarpenterNodePool
+    from components.config import ConfigSecretRef, KarpenterNodePool
 
     config = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["config"]
     app = parse_app_config(config["stable-diffusion:app"])
