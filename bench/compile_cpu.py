@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
                      f"{first[mode]:.1f}", f"{rate[mode]:.2f}", f"{args.batch / long:.3f}"])
     difference = max(
         int(np.abs(np.asarray(a, dtype=np.int16) - np.asarray(b, dtype=np.int16)).max())
-        for a, b in zip(images["off"], images["max"])
+        for a, b in zip(images["off"], images["max"], strict=True)
     )
     print(f"machine: {machine()}")
     print(f"model {args.model}, {width}x{height}, batch {args.batch}, {args.steps} steps (it/s from {args.steps} - "

@@ -41,7 +41,7 @@ def capture_forward(forward: Callable[..., Any], warmup_calls: int = 2) -> Calla
                 output = forward(*static_args, **static_kwargs)
             entry = graphs[key] = (graph, static, output)
         graph, static, output = entry
-        for buffer, value in zip(static, flat):
+        for buffer, value in zip(static, flat, strict=True):
             if isinstance(buffer, torch.Tensor):
                 buffer.copy_(value)
         graph.replay()

@@ -501,7 +501,8 @@ def report(data: dict) -> str:
             for batch in (1, 4):
                 eager, fast = by_key.get((model, EAGER, batch)), by_key.get((model, SERVER, batch))
                 if eager and fast and eager.get("it_per_s") and fast.get("it_per_s"):
-                    lines.append(f"{model} batch {batch}: server default / eager = {fast['it_per_s'] / eager['it_per_s']:.2f}x it/s, "
+                    lines.append(f"{model} batch {batch}: server default / eager = "
+                                 f"{fast['it_per_s'] / eager['it_per_s']:.2f}x it/s, "
                                  f"{fast['images_per_s'] / eager['images_per_s']:.2f}x images/s")
     http = data.get("http", [])
     if http:
@@ -522,7 +523,8 @@ def report(data: dict) -> str:
     starts = data.get("cold_starts", [])
     if starts:
         lines += ["", table(["model", "compile cache", "spawn to ready (s)", "sd_startup_seconds"],
-                            [[s["model"], s["cache"], f"{s['seconds_to_ready']:.1f}", s.get("startup_metric_s")] for s in starts])]
+                            [[s["model"], s["cache"], f"{s['seconds_to_ready']:.1f}", s.get("startup_metric_s")]
+                             for s in starts])]
     if data.get("notes"):
         lines += ["", "notes:", *("  " + note for note in data["notes"])]
     return "\n".join(lines)

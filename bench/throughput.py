@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> None:
                     p95s.append(result["p95_s"])
                 else:
                     engine_rates.append(engine_images_per_s(call, batch, max(1, args.requests)))
-                print(f"round {round_index + 1} {side}: {(http_rates if side == 'http' else engine_rates)[-1]:.2f} images/s", flush=True)
+                rate = (http_rates if side == "http" else engine_rates)[-1]
+                print(f"round {round_index + 1} {side}: {rate:.2f} images/s", flush=True)
         batches = mean_batch(url)
 
     ratio = median(http_rates) / median(engine_rates)
@@ -135,7 +136,8 @@ def main(argv: list[str] | None = None) -> None:
         ],
     ))
     print(f"\nmean images per pipeline call in the server: {batches:.2f}" if batches else "")
-    print(f"throughput ratio (HTTP / engine alone, medians): {ratio:.3f}  (target >= 0.95: {'met' if ratio >= 0.95 else 'NOT met'})")
+    verdict = "met" if ratio >= 0.95 else "NOT met"
+    print(f"throughput ratio (HTTP / engine alone, medians): {ratio:.3f}  (target >= 0.95: {verdict})")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ async def healthz() -> dict[str, str]:
 )
 async def readyz(runtime: RuntimeDep) -> JSONResponse:
     ready, state = runtime.readiness()
-    body = {"status": state, "model": runtime.current_model}
+    body: dict[str, object] = {"status": state, "model": runtime.current_model}
     if state == "warming":
         body["done"], body["total"] = runtime.warmup.done, runtime.warmup.total
     if runtime.batcher is not None:

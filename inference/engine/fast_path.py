@@ -189,12 +189,12 @@ def apply_fast_path(
         for name, value in config.inductor:
             setattr(inductor_config, name, value)
     if config.compile_unet:
-        options = dict(fullgraph=config.fullgraph, dynamic=False)
+        options: dict[str, Any] = {"fullgraph": config.fullgraph, "dynamic": False}
         if config.unet_compile_mode != "default":
             options["mode"] = config.unet_compile_mode
         compile_module(pipeline.unet, **options)
     if config.compile_vae_decoder:
-        options = dict(fullgraph=config.fullgraph, dynamic=False)
+        options = {"fullgraph": config.fullgraph, "dynamic": False}
         if config.vae_compile_mode != "default":
             options["mode"] = config.vae_compile_mode
         compile_module(pipeline.vae.decoder, **options)

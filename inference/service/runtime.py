@@ -137,12 +137,13 @@ class Runtime:
     def _use_compile_cache(self, model: LoadedModel, plan) -> None:
         """Inductor's caches on the model cache volume, keyed by what they depend on."""
         ref = next(ref for ref in self.checkpoints() if ref.name == model.name)
+        config = model.fast_path or FastPathConfig()
         key = cache_key(
             platform_fingerprint(model.device.device),
             model=ref.name,
             revision=ref.revision,
             shapes=[(call.width, call.height, call.batch) for call in plan],
-            settings={**model.fast_path.settings(), "dtype": model.device.dtype_name},
+            settings={**config.settings(), "dtype": model.device.dtype_name},
         )
         self.compile_cache = activate_compile_cache(self.settings.cache_dir, key)
 

@@ -117,7 +117,8 @@ def test_a_vae_that_upcasts_every_call_keeps_an_eager_decoder():
     import torch
 
     pipeline = SimpleNamespace(
-        unet=_FakeModule(), vae=SimpleNamespace(decoder=_FakeModule(), config=SimpleNamespace(force_upcast=True), dtype=torch.float16)
+        unet=_FakeModule(),
+        vae=SimpleNamespace(decoder=_FakeModule(), config=SimpleNamespace(force_upcast=True), dtype=torch.float16),
     )
     config = dataclasses.replace(choose_fast_path("auto", "cuda", max_batch_size=2), fuse_qkv=False, channels_last=False)
     compiled = []
@@ -145,7 +146,9 @@ def test_load_model_applies_the_fast_path(tiny_padded):
 
 
 def _key(steps=3):
-    return BatchKey(model="builtin:tiny", kind="txt2img", width=64, height=64, steps=steps, sampler=resolve(None, None), cfg_scale=7.0)
+    return BatchKey(
+        model="builtin:tiny", kind="txt2img", width=64, height=64, steps=steps, sampler=resolve(None, None), cfg_scale=7.0
+    )
 
 
 def test_padding_never_changes_an_image(tiny_padded):
