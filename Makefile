@@ -10,7 +10,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 MODEL ?= builtin:tiny
 
-.PHONY: run test lint bench render clean install
+.PHONY: run test lint bench bench-compile render clean install
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,11 @@ test: install $(CHROMIUM)
 bench: $(VENV)/.inference
 	$(PY) -m bench.overhead
 	$(PY) -m bench.batching
+	$(PY) -m bench.throughput
+
+# Opt-in: compiling even builtin:tiny's UNet takes minutes on a small CPU.
+bench-compile: $(VENV)/.inference
+	$(PY) -m bench.compile_cpu
 
 render: $(VENV)/.dev
 	$(PY) -m infra.render --stack dev --out out/dev

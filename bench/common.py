@@ -28,26 +28,36 @@ def _free_port() -> int:
 @contextmanager
 def server(*flags: str, cache_dir: Path = DEFAULT_CACHE):
     """`python -m inference serve` on a free port; yields its base URL once ready."""
+    with timed_server(*flags, cache_dir=cache_dir) as (url, _seconds):
+        yield url
+
+
+@contextmanager
+def timed_server(*flags: str, cache_dir: Path = DEFAULT_CACHE, env: dict[str, str] | None = None, timeout: float = 300):
+    """As `server`, yielding (base URL, seconds from spawn to the first 200 on /readyz)."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log = tempfile.NamedTemporaryFile(prefix="sd-bench-", suffix=".log", delete=False)
     command = [sys.executable, "-m", "inference", "serve", "--port", str(port), "--cache-dir", str(cache_dir),
                "--log-level", "warning", *flags]
-    process = subprocess.Popen(command, cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=log, stderr=log)
+    spawned = time.monotonic()
+    process = subprocess.Popen(
+        command, cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}, stdout=log, stderr=log
+    )
     try:
-        deadline = time.monotonic() + 300
+        deadline = spawned + timeout
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"server exited with {process.returncode}; see {log.name}")
+                raise RuntimeError(f"server exited with {process.returncode}; see {log.name}:\n{_tail(log.name)}")
             try:
                 if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise TimeoutError(f"server not ready; see {log.name}")
+                raise TimeoutError(f"server not ready after {timeout:.0f}s; see {log.name}:\n{_tail(log.name)}")
             time.sleep(0.1)
-        yield url
+        yield url, time.monotonic() - spawned
     finally:
         process.terminate()
         try:
@@ -55,6 +65,13 @@ def server(*flags: str, cache_dir: Path = DEFAULT_CACHE):
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+def _tail(path: str, lines: int = 15) -> str:
+    try:
+        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
 
 
 def median(values: list[float]) -> float:

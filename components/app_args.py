@@ -167,6 +167,8 @@ class StableDiffusionSettings(TypedDict):
     """Most images in one pipeline call (`SD_MAX_BATCH_SIZE`). Default: 4."""
     queue_size: NotRequired[int]
     """Requests waiting or running per replica (`SD_QUEUE_SIZE`). Default: 32."""
+    compile: NotRequired[str]
+    """The fast path (`SD_COMPILE`): `auto` compiles the UNet and VAE decoder with CUDA graphs on a GPU and warms every batch size before ready (eager on a CPU), `max` adds max-autotune (a slower first start), `off` serves eager; compiled code is cached on the model cache volume. Default: auto."""
     cors_origins: NotRequired[list[str]]
     """Origins allowed to call the API from a browser (`SD_CORS_ORIGINS`); StableStudio's is added when it is enabled."""
     termination_grace_period_seconds: NotRequired[int]

@@ -177,6 +177,7 @@ def _server_container(app: AppConfig, image: ImageRef, auth: Optional[Auth], tok
         {"name": "SD_PORT", "value": str(PORT)},
         {"name": "SD_MAX_BATCH_SIZE", "value": str(settings.max_batch_size)},
         {"name": "SD_QUEUE_SIZE", "value": str(settings.queue_size)},
+        {"name": "SD_COMPILE", "value": settings.compile},
     ]
     if settings.extra_models:
         env.append({"name": "SD_MAX_LOADED_MODELS", "value": str(settings.max_loaded_models)})

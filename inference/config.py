@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .engine.lora import LoraSpec
 from .engine.upscalers import UpscalerSpec
+from .engine.warmup import parse_warmup_sizes
 
 ENV_PREFIX = "SD_"
 
@@ -100,6 +101,16 @@ class ServerSettings(ModelSettings):
         ge=0,
         description="a pipeline call that makes no step progress this long marks /readyz wedged (0 = never)",
     )
+    compile: Literal["off", "auto", "max"] = Field(
+        "auto",
+        description="fast path: auto = on CUDA fused QKV, channels_last, UNet and VAE decoder compiled with CUDA "
+        "graphs, batches padded to buckets (on a CPU: off); max = the same with max-autotune (any device); off = eager",
+    )
+    warmup_sizes: list[str] = Field(
+        default_factory=lambda: ["auto"],
+        description="sizes (WIDTHxHEIGHT or native) run once at every batch bucket before /readyz is ready; "
+        "auto = the native size when compiled, none = no warm-up",
+    )
     max_loaded_models: int = Field(
         1, ge=1, description="checkpoints kept in memory at once; past it the least recently used is unloaded"
     )
@@ -171,6 +182,16 @@ class ServerSettings(ModelSettings):
         if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.query or parsed.fragment:
             raise ValueError(f"must be an http(s) URL like https://sd.example.com[/prefix], got {value!r}")
         return value.rstrip("/")
+
+    @field_validator("warmup_sizes", mode="before")
+    @classmethod
+    def _split_sizes(cls, value):
+        return _split_commas(value)
+
+    @field_validator("warmup_sizes")
+    @classmethod
+    def _sizes_parse(cls, value: list[str]) -> list[str]:
+        return parse_warmup_sizes(value)  # raises naming the bad entry
 
     @field_validator("auth_file")
     @classmethod

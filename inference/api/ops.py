@@ -19,11 +19,13 @@ async def healthz() -> dict[str, str]:
 @router.get(
     "/readyz",
     summary="Readiness: the model is loaded, the queue worker runs and is not stuck, and the server is not draining",
-    responses={503: {"description": "loading, draining, failed, worker stopped or wedged"}},
+    responses={503: {"description": "loading, warming (with done/total shapes), draining, failed, worker stopped or wedged"}},
 )
 async def readyz(runtime: RuntimeDep) -> JSONResponse:
     ready, state = runtime.readiness()
-    body = {"status": state, "model": runtime.current_model}
+    body: dict[str, object] = {"status": state, "model": runtime.current_model}
+    if state == "warming":
+        body["done"], body["total"] = runtime.warmup.done, runtime.warmup.total
     if runtime.batcher is not None:
         body["queue_depth"] = runtime.batcher.depth
     if runtime.load_error:

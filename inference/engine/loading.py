@@ -21,6 +21,7 @@ from typing import Any
 
 from .batch_invariance import make_batch_invariant
 from .builtin import ensure_builtin, is_builtin
+from .fast_path import FastPathConfig, apply_fast_path
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,8 @@ class LoadedModel:
     is_sdxl: bool
     # LoRA adapters loaded onto this checkpoint's modules, by name (engine/lora.py).
     loras: dict[str, Any] = field(default_factory=dict)
+    # How the pipeline was prepared for speed (engine/fast_path.py): compiled, padded.
+    fast_path: FastPathConfig | None = None
     _derived: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -217,8 +220,8 @@ def load_model(
     cache_dir: Path,
     revision: str | None = None,
     device: DeviceConfig | None = None,
+    fast_path: FastPathConfig | None = None,
 ) -> LoadedModel:
-    import torch
     from diffusers import AutoPipelineForText2Image
 
     device = device or choose_device()
@@ -231,10 +234,12 @@ def load_model(
     # and a per-image decode keeps an image independent of what it was batched with.
     pipeline.vae.enable_slicing()
     pipeline.to(device.device)
+    # The one place the fast path is applied (--compile): before LoRA adapters load and
+    # before any call, since compiling happens at the first call.
+    applied = apply_fast_path(pipeline, fast_path or FastPathConfig(channels_last=device.channels_last))
     if device.device == "cpu":
+        # After the fast path: fused QKV projections are new Linear modules to hook.
         make_batch_invariant(pipeline)
-    if device.channels_last:
-        pipeline.unet.to(memory_format=torch.channels_last)
     seconds = time.perf_counter() - started
     log.info(
         "loaded model %s (%s) on %s/%s from %s weights in %.2fs",
@@ -247,4 +252,5 @@ def load_model(
         text2img=pipeline,
         load_seconds=seconds,
         is_sdxl="XL" in type(pipeline).__name__,
+        fast_path=applied,
     )

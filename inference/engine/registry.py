@@ -17,6 +17,7 @@ from typing import Callable
 
 from ..errors import ModelNotFound
 from .builtin import is_builtin
+from .fast_path import FastPathConfig
 from .loading import DeviceConfig, LoadedModel, load_model
 from .lora import LoraSpec, load_adapters
 
@@ -57,6 +58,7 @@ class ModelRegistry:
         loras: list[LoraSpec] | None = None,
         max_loaded: int = 1,
         on_load: Callable[[LoadedModel], None] | None = None,
+        fast_path: FastPathConfig | None = None,
     ):
         if not refs:
             raise ValueError("at least one model is required")
@@ -66,6 +68,7 @@ class ModelRegistry:
         self.lora_specs = list(loras or [])
         self.max_loaded = max(1, max_loaded)
         self._on_load = on_load
+        self.fast_path = fast_path
         self._loaded: OrderedDict[str, LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -102,7 +105,9 @@ class ModelRegistry:
                 log.info("unloading %s (more than %d models loaded)", evicted, self.max_loaded)
                 _release_memory()
             ref = next(r for r in self.refs if r.name == name)
-            model = load_model(ref.name, cache_dir=self.cache_dir, revision=ref.revision, device=self.device)
+            model = load_model(
+                ref.name, cache_dir=self.cache_dir, revision=ref.revision, device=self.device, fast_path=self.fast_path
+            )
             model.loras = self._load_loras(model)
             self._loaded[name] = model
             if self._on_load is not None:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
@@ -39,6 +41,10 @@ from .schemas import (
 
 VERSION = "stable-diffusion-k8s 0.1.0"
 DISCONNECT_POLL_SECONDS = 0.2
+# PNG encoding and base64 run here, off the event loop and beside the pipeline's thread:
+# zlib releases the GIL, so at GPU speed responses are encoded in parallel while the
+# next batch denoises, and /readyz and progress polls never wait behind an encode.
+ENCODING_POOL = ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2)), thread_name_prefix="encode")
 
 # Answers whether the client has gone away (the transport's own check, e.g. Starlette's
 # `Request.is_disconnected`).
@@ -259,6 +265,12 @@ class GenerationService:
         if req.override_settings and not req.override_settings_restore_afterwards:
             self._keep_overrides(req, model)
         # Interrupted: A1111 answers 200 with the images made so far (possibly none).
+        return await asyncio.get_running_loop().run_in_executor(
+            ENCODING_POOL, self._respond, req, model, prepared, result
+        )
+
+    def _respond(self, req: GenerationRequest, model: LoadedModel, prepared: Prepared, result: JobResult) -> GenerationResponse:
+        """The response, PNGs encoded (on ENCODING_POOL), and the history entry."""
         response = self.describe(req, model, prepared, result.images, interrupted=result.interrupted)
         if req.save_images and self.history is not None:
             self._remember(req, model, prepared, result.images, response)

@@ -7,18 +7,24 @@ sharing anything.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from ..config import ServerSettings
+from ..engine.compile_cache import CompileCache, activate_compile_cache, cache_key, platform_fingerprint
 from ..engine.extras import run_extras
+from ..engine.fast_path import FastPathConfig, choose_fast_path
 from ..engine.generate import run_batch
 from ..engine.loading import LoadedModel, choose_device
 from ..engine.lora import LoraSpec
 from ..engine.oom import BatchRunner
+from ..engine.padded import run_bucketed
 from ..engine.registry import ModelRef, ModelRegistry, model_refs
 from ..engine.upscalers import Upscalers, UpscalerSpec
+from ..engine.warmup import WarmupProgress, warm_up, warmup_plan, warmup_sizes
 from ..errors import NotReady
 from ..metrics import Metrics
 from ..serving.batcher import Batcher
@@ -56,13 +62,23 @@ class Runtime:
             [UpscalerSpec.parse(text) for text in settings.upscaler], cache_dir=settings.cache_dir
         )
         self._loading: asyncio.Task | None = None
+        self.warmup = WarmupProgress()
+        self.compile_cache: CompileCache | None = None
+        # Every pipeline call runs on this one thread: CUDA graph trees (compiled
+        # `reduce-overhead`) are per thread, and a call on another thread would record
+        # its graphs again.
+        self._pipeline_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pipeline")
 
     def _run_batch(self, key, tasks, on_step):
+        # Called on a worker thread; the call itself runs on the pipeline thread.
+        return self._pipeline_thread.submit(self._run_on_pipeline_thread, key, tasks, on_step).result()
+
+    def _run_on_pipeline_thread(self, key, tasks, on_step):
         if key.kind == "upscale":  # extras: no checkpoint involved
             return run_extras(self.upscalers, key, tasks, on_step)
-        # On the batcher's thread: a checkpoint evicted since the request was prepared
-        # is loaded again here.
-        return run_batch(self.registry.get(key.model), key, tasks, on_step, upscalers=self.upscalers)
+        # A checkpoint evicted since the request was prepared is loaded again here.
+        run = functools.partial(run_batch, upscalers=self.upscalers)
+        return run_bucketed(self.registry.get(key.model), key, tasks, on_step, run=run)
 
     async def start(self) -> None:
         self.batcher = Batcher(
@@ -79,19 +95,38 @@ class Runtime:
         s = self.settings
         load_started = time.monotonic()
         try:
+            device = choose_device(s.device, s.dtype)
+            fast_path = choose_fast_path(
+                s.compile, device.device, max_batch_size=s.max_batch_size, has_loras=bool(s.lora)
+            )
             self.registry = ModelRegistry(
                 self.checkpoints(),
                 cache_dir=s.cache_dir,
-                device=(device := choose_device(s.device, s.dtype)),
+                device=device,
                 loras=self.lora_specs(),
                 max_loaded=s.max_loaded_models,
                 on_load=lambda model: self.metrics.model_load_seconds.labels(model=model.name).set(model.load_seconds),
+                fast_path=fast_path,
             )
             self.upscalers.device = device
             model = await asyncio.to_thread(self.registry.get, self.current_model)
         except Exception as error:  # reported by /readyz and the log; the process then exits
             self.load_error = f"{type(error).__name__}: {error}"
             log.error("could not load model %s: %s", self.current_model, self.load_error)
+            self.on_fatal()
+            return
+        try:
+            plan = self._warmup_calls(model)
+            # Not ready from here until warmed (nothing may be awaited before this).
+            self.warmup.total, self.warmup.done, self.warmup.active = len(plan), 0, bool(plan)
+            if model.fast_path is not None and model.fast_path.compiles:
+                # Before the first call: that is when compiling happens.
+                await asyncio.to_thread(self._use_compile_cache, model, plan)
+            await self._warm_up(model, plan)
+        except Exception as error:  # a shape that does not compile would fail every request
+            self.warmup.active = False
+            self.load_error = f"warm-up failed: {type(error).__name__}: {error} (--compile off serves eager)"
+            log.error("%s", self.load_error, exc_info=error)
             self.on_fatal()
             return
         startup = time.monotonic() - PROCESS_STARTED
@@ -105,6 +140,38 @@ class Runtime:
             time.monotonic() - load_started,
         )
 
+    def _warmup_calls(self, model: LoadedModel):
+        config = model.fast_path or FastPathConfig()
+        sizes = warmup_sizes(self.settings.warmup_sizes, model.native_size, compiled=config.compiles)
+        buckets = config.buckets if config.pad_batches else tuple(range(1, self.settings.max_batch_size + 1))
+        return warmup_plan(sizes, buckets)
+
+    def _use_compile_cache(self, model: LoadedModel, plan) -> None:
+        """Inductor's caches on the model cache volume, keyed by what they depend on."""
+        ref = next(ref for ref in self.checkpoints() if ref.name == model.name)
+        config = model.fast_path or FastPathConfig()
+        key = cache_key(
+            platform_fingerprint(model.device.device),
+            model=ref.name,
+            revision=ref.revision,
+            shapes=[(call.width, call.height, call.batch) for call in plan],
+            settings={**config.settings(), "dtype": model.device.dtype_name},
+        )
+        self.compile_cache = activate_compile_cache(self.settings.cache_dir, key)
+
+    async def _warm_up(self, model: LoadedModel, plan) -> None:
+        """Runs every warm-up call before readiness (engine/warmup.py); /readyz says
+        `warming` with the count meanwhile."""
+        if not plan:
+            return
+        log.info("warming up %d shapes before ready (%s)", len(plan), (model.fast_path or FastPathConfig()).summary())
+
+        def run(key, tasks):
+            return self._runner(key, tasks, lambda step, total: False)
+
+        await asyncio.to_thread(warm_up, run, model.name, plan, self.warmup)
+        log.info("warm-up done in %.1fs", self.warmup.seconds)
+
     async def stop(self) -> None:
         self.begin_drain()
         if self.batcher is not None:
@@ -112,6 +179,7 @@ class Runtime:
             await self.batcher.close()
         if self._loading is not None and not self._loading.done():
             self._loading.cancel()
+        self._pipeline_thread.shutdown(wait=False)
 
     async def drained(self) -> None:
         """Returns once every admitted job has finished (at once when nothing is queued)."""
@@ -131,6 +199,8 @@ class Runtime:
             raise NotReady("the model failed to load")
         if self.registry is None or not self.registry.loaded_names():
             raise NotReady("the model is still loading")
+        if self.warmup.active:
+            raise NotReady(f"the model is warming up ({self.warmup.done} of {self.warmup.total} shapes)")
 
     def checkpoints(self) -> list[ModelRef]:
         """Every checkpoint offered, loaded or not (first: the server's default)."""
@@ -160,6 +230,8 @@ class Runtime:
             return False, "draining"
         if self.registry is None or not self.registry.loaded_names():
             return False, "loading"
+        if self.warmup.active:
+            return False, "warming"
         if self.batcher is None or not self.batcher.alive:
             return False, "worker stopped"
         stall = self.settings.stall_seconds

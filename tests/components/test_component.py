@@ -63,6 +63,7 @@ def test_deployment_container_contract():
     assert e["SD_CACHE_DIR"] == "/models"
     assert e["SD_HOST"] == "0.0.0.0" and e["SD_PORT"] == "8000"
     assert e["SD_MAX_BATCH_SIZE"] == "6" and e["SD_QUEUE_SIZE"] == "50"
+    assert e["SD_COMPILE"] == "auto"  # the fast path by default
     assert e["SD_CORS_ORIGINS"] == "https://a.example,https://b.example"
     assert e["HOME"] == "/tmp"
     mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
@@ -77,6 +78,12 @@ def test_server_links_point_at_the_ingress_host():
     assert plain["SD_PUBLIC_URL"] == "http://sd.example.com"
     tls = env(container(run(app(ingress_http={"host": "sd.example.com", "tls": {"secret_name": "sd-cert"}}))))
     assert tls["SD_PUBLIC_URL"] == "https://sd.example.com"
+
+
+def test_compile_mode_reaches_the_server_only():
+    result = run(with_sd(app(), compile="off"))
+    assert env(container(result))["SD_COMPILE"] == "off"
+    assert "SD_COMPILE" not in env(container(result, "model-download"))  # download compiles nothing
 
 
 def test_init_container_prefetches_the_model():

@@ -243,6 +243,10 @@ INVALID = {
         "stable-diffusion:app.stable_diffusion.hugging_face_model.cache.access_mode",
         ["'ReadWriteMany', 'ReadWriteOnce' or 'ReadWriteOncePod'"],
     ),
+    "unknown compile mode": (
+        helpers.with_sd(helpers.app(), compile="fast"),
+        "stable-diffusion:app.stable_diffusion.compile", ["'auto', 'off' or 'max'"],
+    ),
     "typo in a key": (
         helpers.app(ingress_http={"clas_name": "nginx"}),
         "stable-diffusion:app.ingress_http.clas_name", ["unknown key"],

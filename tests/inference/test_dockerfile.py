@@ -22,3 +22,10 @@ def test_the_image_ships_bytecode_for_its_read_only_root_filesystem():
     assert all("--no-compile" not in line for line in pip_installs)
     assert any(re.search(r"python -m compileall .*\binference\b", line) for line in _run_lines())
 
+
+
+def test_the_image_has_a_c_compiler_for_triton():
+    # --compile auto (the default on GPUs) compiles with inductor, whose Triton backend
+    # builds its CUDA launcher with `cc` at run time: python:slim ships none.
+    installs = [line for line in _run_lines() if "apt-get install" in line]
+    assert any(re.search(r"\bgcc\b", line) and "libc6-dev" in line for line in installs), installs

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The wheels `python -m bench.gpu` needs on a lent GPU machine beside what it has (torch,
+# Triton, numpy, pillow, scipy, huggingface-hub, tokenizers, safetensors, accelerate, peft,
+# httpx, prometheus-client): the project's pins of diffusers and transformers (without
+# their dependencies, which the machine has) and of the web stack (with its small
+# dependencies), for CPython 3.12 on x86-64. Run here, in the repository root; `.whl/`
+# is ignored through .git/info/exclude and travels with `carry: [".whl"]`. Then, on the
+# device, one command:
+#
+#   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+#       --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit; \
+#   PYTHONUNBUFFERED=1 python3 -m bench.gpu --out $OUT/gpu-fast-path.json 2>&1 | tee $OUT/gpu-fast-path.log
+#
+# (timeout_s 560: the run budgets itself to 470 s) and commit the returned JSON and log
+# under bench/results/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+exclude="$(git rev-parse --git-path info/exclude)"
+grep -qx '/.whl/' "$exclude" 2>/dev/null || echo '/.whl/' >> "$exclude"
+pin() { grep -E "^$1==" requirements/inference.txt | sed 's/ .*//'; }
+PY="${PYTHON:-python3}"
+platform=(--only-binary=:all: --python-version 3.12 --implementation cp
+          --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64
+          --platform manylinux_2_34_x86_64 --platform manylinux_2_39_x86_64)
+rm -rf .whl && mkdir .whl
+"$PY" -m pip download -q --no-deps "${platform[@]}" -d .whl "$(pin diffusers)" "$(pin transformers)"
+"$PY" -m pip download -q "${platform[@]}" -d .whl "$(pin fastapi)" "$(pin uvicorn)" "$(pin pydantic)" "$(pin bcrypt)"
+ls -1 .whl
+du -sh .whl

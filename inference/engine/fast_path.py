@@ -1,0 +1,202 @@
+"""The fast path: how a loaded pipeline is prepared for speed, chosen once, applied once.
+
+`--compile` (`SD_COMPILE`) picks a `FastPathConfig`; `load_model` applies it right after
+loading, before LoRA adapters load and before the first call:
+
+- `off`: eager PyTorch (fp16, SDPA and channels_last on CUDA, as before).
+- `auto` (the default): on CUDA, QKV projections fused (one matmul instead of three),
+  channels_last, the UNet compiled by inductor with CUDA graphs (`reduce-overhead`:
+  one graph replay per denoising step instead of hundreds of kernel launches) and the
+  VAE decoder compiled without graphs (it decodes one image at a time and its
+  convolutions dwarf the launches). On anything but CUDA, `auto` is `off`: inductor's
+  CPU code gains little for the minutes it costs at start (docs/benchmarks.md).
+- `max`: as `auto`, with inductor's `max-autotune` (benchmarks GEMM/convolution
+  kernels while compiling: slower to warm, the fastest kernels) and coordinate-descent
+  tuning. Compiles on any device, the CPU included.
+
+Compiled models are run at a few batch sizes only (`buckets.py`), so `pad_batches` is on
+whenever the UNet is compiled. The torch.compile call is injectable (`compile_module`)
+so the choice and its application are tested on the CPU without compiling.
+
+Which inductor mode `auto` uses is the one thing to revisit from measurements:
+`python -m bench.gpu` measures every candidate in one run (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Callable, Literal
+
+from .buckets import batch_buckets
+
+log = logging.getLogger(__name__)
+
+CompileMode = Literal["off", "auto", "max"]
+COMPILE_MODES: tuple[str, ...] = ("off", "auto", "max")
+
+# inductor settings per preset (torch._inductor.config). conv_1x1_as_mm turns the UNet's
+# many 1x1 convolutions into matmuls, which inductor fuses with their neighbours; the
+# coordinate-descent settings search tile sizes (slower compile, faster kernels).
+AUTO_INDUCTOR: dict[str, Any] = {"conv_1x1_as_mm": True}
+MAX_INDUCTOR: dict[str, Any] = {
+    "conv_1x1_as_mm": True,
+    "coordinate_descent_tuning": True,
+    "coordinate_descent_check_all_directions": True,
+    "epilogue_fusion": False,
+}
+
+
+@dataclass(frozen=True)
+class FastPathConfig:
+    """Everything that decides how a pipeline is prepared (and so what a compile cache holds)."""
+
+    mode: CompileMode = "off"
+    channels_last: bool = False
+    fuse_qkv: bool = False
+    compile_unet: bool = False
+    compile_vae_decoder: bool = False
+    # torch.compile's `mode` for the UNet: "reduce-overhead" and "max-autotune" capture CUDA
+    # graphs inside inductor; the "-no-cudagraphs" variants do not.
+    unet_compile_mode: str | None = None
+    vae_compile_mode: str | None = None
+    fullgraph: bool = True
+    inductor: tuple[tuple[str, Any], ...] = ()
+    # Pad every batch to a bucket size (compiled graphs are per shape).
+    pad_batches: bool = False
+    buckets: tuple[int, ...] = (1,)
+    reasons: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def compiles(self) -> bool:
+        return self.compile_unet or self.compile_vae_decoder
+
+    def settings(self) -> dict[str, Any]:
+        """What a compile cache depends on (the reasons are only for the log)."""
+        values = asdict(self)
+        values.pop("reasons")
+        values["inductor"] = dict(self.inductor)
+        return values
+
+    def summary(self) -> str:
+        if not self.compiles:
+            parts = ["eager"]
+        else:
+            parts = [f"UNet compiled ({self.unet_compile_mode})" if self.compile_unet else "UNet eager"]
+            parts.append(f"VAE decoder compiled ({self.vae_compile_mode})" if self.compile_vae_decoder else "VAE decoder eager")
+        if self.fuse_qkv:
+            parts.append("QKV fused")
+        if self.channels_last:
+            parts.append("channels_last")
+        if self.pad_batches:
+            parts.append(f"batches padded to {list(self.buckets)}")
+        text = f"--compile {self.mode}: " + ", ".join(parts)
+        return text + (f" ({'; '.join(self.reasons)})" if self.reasons else "")
+
+
+def choose_fast_path(
+    mode: str,
+    device: str,
+    *,
+    max_batch_size: int = 1,
+    has_loras: bool = False,
+    pad_batches: bool | None = None,
+) -> FastPathConfig:
+    """The configuration `--compile MODE` means on `device`.
+
+    `has_loras`: LoRA adapters are loaded after this is applied and switched per batch;
+    they attach to the separate q/k/v projections, which a fused attention processor
+    would bypass, so QKV fusion is left off (and the graph may break at adapter code).
+    `pad_batches` overrides the padding decision (tests force it on the CPU, where it
+    changes nothing but speed).
+    """
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"compile mode must be one of {', '.join(COMPILE_MODES)}, not {mode!r}")
+    cuda = device == "cuda"
+    buckets = batch_buckets(max_batch_size)
+    reasons: list[str] = []
+    config = FastPathConfig(mode=mode, channels_last=cuda, buckets=buckets)  # type: ignore[arg-type]
+    compiles = mode == "max" or (mode == "auto" and cuda)
+    if mode == "auto" and not cuda:
+        reasons.append(f"auto compiles on CUDA only; this is {device}")
+    if compiles:
+        graphs = cuda  # CUDA graphs exist on CUDA only
+        if mode == "max":
+            unet_mode = "max-autotune" if graphs else "max-autotune-no-cudagraphs"
+            inductor = MAX_INDUCTOR
+        else:
+            unet_mode = "reduce-overhead" if graphs else "default"
+            inductor = AUTO_INDUCTOR
+        if has_loras:
+            reasons.append("LoRA adapters: QKV projections stay separate, graph breaks allowed")
+        config = replace(
+            config,
+            fuse_qkv=cuda and not has_loras,
+            compile_unet=True,
+            compile_vae_decoder=True,
+            unet_compile_mode=unet_mode,
+            vae_compile_mode="max-autotune-no-cudagraphs" if mode == "max" else "default",
+            fullgraph=not has_loras,
+            inductor=tuple(sorted(inductor.items())),
+            pad_batches=True,
+        )
+    if pad_batches is not None:
+        config = replace(config, pad_batches=pad_batches)
+    return replace(config, reasons=tuple(reasons))
+
+
+CompileModule = Callable[..., None]
+
+
+def _compile_in_place(module: Any, **options: Any) -> None:
+    """`nn.Module.compile`: the module object stays (LoRA loading and diffusers' type
+    checks see a UNet, not a wrapper); the compile itself happens at the first call."""
+    module.compile(**options)
+
+
+def apply_fast_path(
+    pipeline: Any, config: FastPathConfig, *, compile_module: CompileModule | None = None
+) -> FastPathConfig:
+    """Prepare `pipeline` as `config` says; returns what was applied. Lazy: nothing
+    compiles until the first call.
+
+    A VAE that upcasts to float32 at every call (SDXL's published VAE, `force_upcast`,
+    in a float16 pipeline) keeps an eager decoder: its weights change dtype twice per
+    call, and a compiled decoder would recompile (or re-record its graphs) each time.
+    """
+    import torch
+
+    compile_module = compile_module or _compile_in_place
+    vae = pipeline.vae
+    if config.compile_vae_decoder and getattr(vae.config, "force_upcast", False) and vae.dtype == torch.float16:
+        config = replace(
+            config,
+            compile_vae_decoder=False,
+            reasons=config.reasons + ("the VAE upcasts to float32 at every call: its decoder stays eager",),
+        )
+    if config.channels_last:
+        pipeline.unet.to(memory_format=torch.channels_last)
+        if config.compile_vae_decoder:
+            pipeline.vae.to(memory_format=torch.channels_last)
+    if config.fuse_qkv:
+        try:
+            pipeline.fuse_qkv_projections()  # the UNet's and the VAE's attention
+        except ValueError as error:  # e.g. attention with added KV projections
+            log.warning("QKV projections not fused: %s", error)
+    if config.inductor:
+        import torch._inductor.config as inductor_config
+
+        for name, value in config.inductor:
+            setattr(inductor_config, name, value)
+    if config.compile_unet:
+        options: dict[str, Any] = {"fullgraph": config.fullgraph, "dynamic": False}
+        if config.unet_compile_mode != "default":
+            options["mode"] = config.unet_compile_mode
+        compile_module(pipeline.unet, **options)
+    if config.compile_vae_decoder:
+        options = {"fullgraph": config.fullgraph, "dynamic": False}
+        if config.vae_compile_mode != "default":
+            options["mode"] = config.vae_compile_mode
+        compile_module(pipeline.vae.decoder, **options)
+    log.info("fast path: %s", config.summary())
+    return config
