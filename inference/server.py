@@ -7,13 +7,21 @@ to completion. Only then does uvicorn shut down (it still waits for responses be
 written), and the process exits 0. A second signal stops waiting for the queue; a third
 (SIGINT) forces uvicorn to quit. A model that fails to load exits non-zero, so the pod
 shows the error in its log and restarts.
+
+The drain has a deadline (`--drain-timeout-seconds`): a pipeline call stuck inside one
+step never finishes, and its thread cannot be stopped (nor joined at interpreter exit),
+so past the deadline the process logs what it gives up on and ends with `os._exit(1)`,
+before Kubernetes' SIGKILL.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import sys
+import threading
 from types import FrameType
 from typing import Callable
 
@@ -27,10 +35,19 @@ log = logging.getLogger(__name__)
 
 
 class GracefulServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, *, begin_drain: Callable[[], None], drained: Callable[[], object]):
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        *,
+        begin_drain: Callable[[], None],
+        drained: Callable[[], object],
+        drain_timeout: float | None = None,
+    ):
         super().__init__(config)
         self._begin_drain = begin_drain
         self._drained = drained
+        self._drain_timeout = drain_timeout
+        self.drain_timed_out = False
         self._draining = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drain_watch: asyncio.Task | None = None
@@ -61,9 +78,34 @@ class GracefulServer(uvicorn.Server):
         self._drain_watch = asyncio.ensure_future(self._exit_when_drained())
 
     async def _exit_when_drained(self) -> None:
-        await self._drained()
-        log.info("drained: every admitted request has finished; shutting down")
+        try:
+            await asyncio.wait_for(self._drained(), self._drain_timeout)
+        except asyncio.TimeoutError:
+            log.error(
+                "drain timeout: admitted work still running %gs after SIGTERM (a stuck pipeline call?); exiting",
+                self._drain_timeout,
+            )
+            self.drain_timed_out = True
+            _exit_soon(1, grace=5.0)  # uvicorn's own shutdown would wait for the stuck requests
+            self.force_exit = True
+        else:
+            log.info("drained: every admitted request has finished; shutting down")
         self.should_exit = True
+
+
+def _exit_soon(code: int, *, grace: float) -> None:
+    """Ends the process after `grace` seconds whatever else is still running (a daemon
+    timer, so a clean exit before then is not held up by it)."""
+
+    def hard_exit() -> None:
+        log.error("exiting now (code %d) without waiting for running work", code)
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(code)
+
+    timer = threading.Timer(grace, hard_exit)
+    timer.daemon = True
+    timer.start()
 
 
 def serve(settings: ServerSettings, *, wrap_runner: Callable[[BatchRunner], BatchRunner] | None = None) -> int:
@@ -86,7 +128,9 @@ def serve(settings: ServerSettings, *, wrap_runner: Callable[[BatchRunner], Batc
         proxy_headers=True,
         forwarded_allow_ips="*",
     )
-    server = GracefulServer(config, begin_drain=runtime.begin_drain, drained=runtime.drained)
+    server = GracefulServer(
+        config, begin_drain=runtime.begin_drain, drained=runtime.drained, drain_timeout=settings.drain_timeout_seconds
+    )
 
     def fatal() -> None:
         server.should_exit = True
@@ -94,6 +138,10 @@ def serve(settings: ServerSettings, *, wrap_runner: Callable[[BatchRunner], Batc
     runtime.on_fatal = fatal
     log.info("serving %s on http://%s:%d", ", ".join(settings.model), settings.host, settings.port)
     server.run()
+    if server.drain_timed_out:
+        # A stuck call's thread would block the interpreter's exit (it joins its threads).
+        logging.shutdown()
+        os._exit(1)
     if runtime.load_error:
         return 1
     return 0

@@ -16,13 +16,13 @@ from typing import Any, Callable, Literal
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import ClientDisconnected, InvalidInput, ModelNotFound, ServiceError
 from ..service.schemas import NullMeansDefault, Txt2ImgRequest
 from .dependencies import DisconnectCheckDep, GenerationServiceDep, ImageUrlsDep, RuntimeDep
 from .errors import openai_http_error, openai_response, openai_validation_error
+from .json_body import BoundedJSONRoute
 
 # Names OpenAI clients send by default; they select this server's model, as any client
 # written for OpenAI would otherwise need code changes.
@@ -31,8 +31,9 @@ OPENAI_MODEL_NAMES = frozenset({"dall-e-2", "dall-e-3", "gpt-image-1", "gpt-imag
 _SERVING_SINCE = int(time.time())
 
 
-class OpenAIErrorRoute(APIRoute):
-    """Answers this router's errors in OpenAI's shape instead of A1111's."""
+class OpenAIErrorRoute(BoundedJSONRoute):
+    """Answers this router's errors in OpenAI's shape instead of A1111's (bodies parsed as
+    `BoundedJSONRoute` does)."""
 
     def get_route_handler(self) -> Callable:
         handler = super().get_route_handler()
@@ -92,8 +93,21 @@ def _size(value: str | None) -> tuple[int | None, int | None]:
         return None, None
     match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", value)
     if not match:
-        raise InvalidInput("size", f"must be 'WIDTHxHEIGHT' (for example 512x512) or 'auto', got {value!r}", value)
+        raise InvalidInput("size", f"must be 'WIDTHxHEIGHT' (for example 512x512) or 'auto', got {_shown(value)}", _shown(value))
+    # A side of more digits than any size has is refused as text: int() of thousands of
+    # digits is slow, and past 4,300 digits Python refuses to convert (or print) it.
+    for side in (match[1], match[2]):
+        if len(side.lstrip("0")) > _MAX_SIDE_DIGITS:
+            raise InvalidInput("size", f"{_shown(side)} pixels is far larger than any size this server makes", _shown(value))
     return int(match[1]), int(match[2])
+
+
+_MAX_SIDE_DIGITS = 6
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    """A client's text in an error message, cut short: an error never echoes a megabyte."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} characters)"
 
 
 @router.post(

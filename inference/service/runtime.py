@@ -21,6 +21,7 @@ from ..errors import NotReady
 from ..metrics import Metrics
 from ..serving.batcher import Batcher
 from ..serving.process_clock import process_started_monotonic
+from .admission import Admission
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,12 @@ class Runtime:
             runner = wrap_runner(runner)
         self._runner = runner
         self.batcher: Batcher | None = None
+        # Generation requests hold a slot of this from before their heavy work until answered.
+        self.admission = Admission(
+            settings.queue_size,
+            retry_after=lambda: self.batcher.retry_after() if self.batcher is not None else 1,
+            on_reject=self.metrics.request_rejected,
+        )
         self._loading: asyncio.Task | None = None
 
     def _run_batch(self, key, tasks, on_step):
@@ -63,6 +70,7 @@ class Runtime:
             window_seconds=self.settings.batch_window_ms / 1000,
             queue_size=self.settings.queue_size,
             observer=self.metrics,
+            stall_seconds=self.settings.stall_seconds,
         )
         self.batcher.start()
         self._loading = asyncio.create_task(self._load(), name="model-load")
@@ -105,16 +113,17 @@ class Runtime:
             self._loading.cancel()
 
     async def drained(self) -> None:
-        """Returns once every admitted job has finished (at once when nothing is queued)."""
+        """Returns once every admitted request has been answered (at once when none is)."""
+        await self.admission.empty()
         if self.batcher is not None:
             await self.batcher.drain()
 
     def begin_drain(self) -> None:
-        """SIGTERM: readiness goes false and no new work is admitted; admitted work runs on."""
+        """SIGTERM: readiness goes false and no new work is admitted; admitted work (a
+        request still decoding its images included) runs on."""
         self.draining = True
         self.metrics.ready.set(0)
-        if self.batcher is not None:
-            self.batcher.stop_accepting()
+        self.admission.stop_accepting()
 
     def require_started(self) -> None:
         """NotReady until the default checkpoint has loaded once."""
@@ -129,6 +138,16 @@ class Runtime:
 
     def lora_specs(self) -> list[LoraSpec]:
         return [LoraSpec.parse(text) for text in self.settings.lora]
+
+    def checkpoint_named(self, wanted: str | None) -> str:
+        """A checkpoint's name by any of its client-facing names (None: the current one),
+        without loading it. ModelNotFound names the choices."""
+        self.require_started()
+        return self.current_model if wanted is None else self.registry.resolve(wanted)
+
+    async def load(self, name: str) -> LoadedModel:
+        """The checkpoint, loaded on a worker thread if it is not in memory."""
+        return self.registry.loaded(name) or await asyncio.to_thread(self.registry.get, name)
 
     async def model_named(self, wanted: str | None) -> LoadedModel:
         """A checkpoint by any of its client-facing names (None: the current one), loading
@@ -154,8 +173,17 @@ class Runtime:
         if self.batcher is None or not self.batcher.alive:
             return False, "worker stopped"
         stall = self.settings.stall_seconds
-        if stall and self.batcher.seconds_without_progress() > stall:
+        if self.batcher.stalled or (stall and self.batcher.seconds_without_progress() > stall):
             # A hung call (a stuck GPU, say) holds every admitted request: take the pod
             # out of the Service instead of answering 429 to everyone behind it.
             return False, "wedged"
         return True, "ready"
+
+    def liveness(self) -> tuple[bool, str]:
+        """False once a pipeline call has been stuck for twice --stall-seconds: its thread
+        cannot be stopped, so only a restart frees the accelerator."""
+        stall = self.settings.stall_seconds
+        stuck = self.batcher.seconds_without_progress() if self.batcher is not None else 0.0
+        if stall and stuck > 2 * stall:
+            return False, f"a pipeline call has made no step progress for {stuck:.0f}s"
+        return True, "ok"

@@ -21,7 +21,7 @@ from typing import Protocol
 
 from ..engine.generate import BatchKey, GenerationInterrupted, ImageTask, effective_steps
 from ..engine.oom import BatchRunner, run_halving_on_oom
-from ..errors import GenerationFailed, OutOfMemory, QueueFull, ShuttingDown, WorkerStopped
+from ..errors import GenerationFailed, OutOfMemory, QueueFull, ShuttingDown, Stalled, WorkerStopped
 from .planner import Batch, BatchPlanner, Completion, Job, JobResult
 
 __all__ = ["BatchObserver", "BatchRunner", "Batcher", "JobResult", "Progress"]
@@ -67,8 +67,12 @@ class Batcher:
         window_seconds: float,
         queue_size: int,
         observer: BatchObserver | None = None,
+        stall_seconds: float = 0.0,
     ):
         self._run = run
+        # The watchdog: a call without step progress this long (0: never) is given up on.
+        self._stall_seconds = stall_seconds
+        self.stalled = False
         self._planner = BatchPlanner(max_batch_size=max_batch_size, window_seconds=window_seconds, queue_size=queue_size)
         self._observer = observer
         self._answers: dict[Job, asyncio.Future] = {}
@@ -119,9 +123,15 @@ class Batcher:
     def waiting(self) -> int:
         return self._planner.waiting
 
+    def retry_after(self) -> int:
+        """Seconds a refused client should wait (the planner's estimate)."""
+        return self._planner.retry_after()
+
     async def submit(self, key: BatchKey, tasks: list[ImageTask]) -> JobResult:
         if not self._accepting:
             raise ShuttingDown("the server is shutting down")
+        if self.stalled:
+            raise Stalled("the generation worker is stuck in a pipeline call; this replica restarts soon")
         if not self.alive:
             # Without a worker an admitted job would wait forever; say so instead.
             raise WorkerStopped("the generation worker is not running")
@@ -236,7 +246,10 @@ class Batcher:
         failure: GenerationFailed | None = None
         interrupted = stopped_early = False
         try:
-            images = await asyncio.to_thread(run_halving_on_oom, self._run, batch.key, batch.tasks, self._on_step, batch.wanted)
+            call = asyncio.ensure_future(
+                asyncio.to_thread(run_halving_on_oom, self._run, batch.key, batch.tasks, self._on_step, batch.wanted)
+            )
+            images = await self._watch(call)
         except GenerationInterrupted as stop:
             images, stopped_early = stop.images, True
             # A skip stops this call only; its images count as made. An interrupt (or a
@@ -267,6 +280,47 @@ class Batcher:
                 self._observer.batch_finished(made, done_steps * made, seconds)
         self.progress = Progress()
         self._answer(self._planner.finish(batch, images, now=time.monotonic(), failure=failure, interrupted=interrupted))
+
+    # -- the watchdog --------------------------------------------------------------
+
+    async def _watch(self, call: asyncio.Future) -> list:
+        """The call's result. Without step progress for `stall_seconds`, its requests and
+        every queued one are failed with Stalled, and new ones refused, at once: the
+        interrupt flag the step callback reads cannot stop a call stuck inside one step
+        (a hung GPU kernel), and a thread cannot be killed. The worker then waits for the
+        call; if it ever ends, the batcher serves again. Until then /readyz says wedged,
+        and /healthz fails after twice `stall_seconds` so that the pod is restarted."""
+        if not self._stall_seconds:
+            return await call
+        check_every = min(1.0, self._stall_seconds / 4)
+        while True:
+            done, _ = await asyncio.wait({call}, timeout=check_every)
+            if done:
+                if self.stalled:
+                    self.stalled = False
+                    log.warning("the stuck pipeline call has ended; serving again")
+                return call.result()
+            if not self.stalled and self.seconds_without_progress() > self._stall_seconds:
+                self._give_up_on_stuck_call()
+
+    def _give_up_on_stuck_call(self) -> None:
+        self.stalled = True
+        self._interrupt.set()  # should the call ever take another step, it stops there
+        failure = Stalled(
+            f"the generation worker is stuck: no step progress for {self.seconds_without_progress():.0f}s; "
+            "this replica restarts soon"
+        )
+        log.error(
+            "a pipeline call has made no step progress for %.0fs (--stall-seconds %g): failing %d request(s) "
+            "with 503 and refusing new ones; /readyz says wedged, /healthz fails after %gs",
+            self.seconds_without_progress(), self._stall_seconds, len(self._answers), 2 * self._stall_seconds,
+        )
+        for job in list(self._answers):
+            self._planner.cancel(job)
+            answer = self._answers.pop(job)
+            if not answer.done():
+                answer.set_exception(failure)
+        self._after_change()
 
     def _on_step(self, step: int, total: int) -> bool:
         """On the pipeline's thread after every step: records progress; True stops the call."""
