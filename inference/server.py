@@ -33,6 +33,10 @@ from .engine.oom import BatchRunner
 
 log = logging.getLogger(__name__)
 
+# After the drain deadline, how long uvicorn's own shutdown (closing connections, the
+# lifespan) may take before the process exits regardless.
+SHUTDOWN_GRACE_SECONDS = 5.0
+
 
 class GracefulServer(uvicorn.Server):
     def __init__(
@@ -67,6 +71,10 @@ class GracefulServer(uvicorn.Server):
             self._draining = True
             log.info("received %s: draining (readiness false, admitted work finishes)", signal.Signals(sig).name)
             self._begin_drain()
+            if self._drain_timeout is not None:
+                # Whatever holds the process after the deadline (a stuck call's request,
+                # a shutdown step waiting on it), it ends then.
+                _exit_soon(1, grace=self._drain_timeout + SHUTDOWN_GRACE_SECONDS)
             self._loop.call_soon_threadsafe(self._watch_drain)
         elif not self.should_exit:
             log.warning("second signal: shutting down without waiting for queued work")
@@ -86,8 +94,10 @@ class GracefulServer(uvicorn.Server):
                 self._drain_timeout,
             )
             self.drain_timed_out = True
-            _exit_soon(1, grace=5.0)  # uvicorn's own shutdown would wait for the stuck requests
+            # uvicorn's shutdown (and the lifespan's, which drains) would wait for the stuck
+            # requests: a second to close connections, then the process ends.
             self.force_exit = True
+            _exit_soon(1, grace=1.0)
         else:
             log.info("drained: every admitted request has finished; shutting down")
         self.should_exit = True
@@ -138,10 +148,11 @@ def serve(settings: ServerSettings, *, wrap_runner: Callable[[BatchRunner], Batc
     runtime.on_fatal = fatal
     log.info("serving %s on http://%s:%d", ", ".join(settings.model), settings.host, settings.port)
     server.run()
-    if server.drain_timed_out:
-        # A stuck call's thread would block the interpreter's exit (it joins its threads).
+    code = 1 if server.drain_timed_out or runtime.load_error else 0
+    if runtime.batcher is not None and runtime.batcher.call_in_flight:
+        # A call stuck for good (the watchdog gave up on it, or the drain timed out): its
+        # daemon thread must not be torn down by the interpreter's exit while inside torch.
+        log.warning("exiting with a pipeline call still running")
         logging.shutdown()
-        os._exit(1)
-    if runtime.load_error:
-        return 1
-    return 0
+        os._exit(code)
+    return code

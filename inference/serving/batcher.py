@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import threading
 import time
 from dataclasses import dataclass
@@ -73,6 +74,8 @@ class Batcher:
         # The watchdog: a call without step progress this long (0: never) is given up on.
         self._stall_seconds = stall_seconds
         self.stalled = False
+        self._pipeline_thread = _PipelineThread()
+        self._call: asyncio.Future | None = None  # the pipeline call in flight
         self._planner = BatchPlanner(max_batch_size=max_batch_size, window_seconds=window_seconds, queue_size=queue_size)
         self._observer = observer
         self._answers: dict[Job, asyncio.Future] = {}
@@ -104,6 +107,12 @@ class Batcher:
 
     async def close(self) -> None:
         self.stop_accepting()
+        call = self._call
+        if call is not None and not call.done() and not self.stalled:
+            # A call still running (nothing waits for it after a drain, but its thread
+            # must not be inside the pipeline when the interpreter exits). A stalled call
+            # is not waited for: it may never end.
+            await asyncio.wait({call})
         if self._worker is not None:
             self._worker.cancel()
             try:
@@ -122,6 +131,10 @@ class Batcher:
     @property
     def waiting(self) -> int:
         return self._planner.waiting
+
+    @property
+    def call_in_flight(self) -> bool:
+        return self._call is not None and not self._call.done()
 
     def retry_after(self) -> int:
         """Seconds a refused client should wait (the planner's estimate)."""
@@ -246,8 +259,8 @@ class Batcher:
         failure: GenerationFailed | None = None
         interrupted = stopped_early = False
         try:
-            call = asyncio.ensure_future(
-                asyncio.to_thread(run_halving_on_oom, self._run, batch.key, batch.tasks, self._on_step, batch.wanted)
+            call = self._call = self._pipeline_thread.submit(
+                run_halving_on_oom, self._run, batch.key, batch.tasks, self._on_step, batch.wanted
             )
             images = await self._watch(call)
         except GenerationInterrupted as stop:
@@ -328,6 +341,50 @@ class Batcher:
         self.progress.total_steps = total
         self.progress.advanced_at = time.monotonic()
         return self._interrupt.is_set()
+
+
+class _PipelineThread:
+    """One long-lived daemon thread that runs the pipeline calls, one at a time (the worker
+    awaits each call before it plans the next, a stuck one included).
+
+    Not `asyncio.to_thread`: the default executor's threads are joined when the event loop
+    and the interpreter shut down, so a call stuck for good would keep the process from
+    ever exiting after SIGTERM. And one thread for every call, not a new one per call:
+    torch's CPU thread pools belong to the thread that calls into them.
+    """
+
+    def __init__(self) -> None:
+        self._calls: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, function, *args) -> asyncio.Future:
+        future = asyncio.get_running_loop().create_future()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._serve, name="pipeline-call", daemon=True)
+            self._thread.start()
+        self._calls.put((future, function, args))
+        return future
+
+    def _serve(self) -> None:
+        while True:
+            future, function, args = self._calls.get()
+            try:
+                outcome = (function(*args), None)
+            except BaseException as error:  # handed to the loop: the batch fails, not the thread
+                outcome = (None, error)
+            try:
+                future.get_loop().call_soon_threadsafe(_settle, future, *outcome)
+            except RuntimeError:  # the loop has closed (shutdown): nobody waits for this any more
+                pass
+
+
+def _settle(future: asyncio.Future, result, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
 
 
 def _as_failure(error: BaseException) -> GenerationFailed:
