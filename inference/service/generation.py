@@ -147,12 +147,21 @@ class GenerationService:
 
     # -- request -> tasks (on a worker thread, after admission) ---------------------------
 
-    def decode_images(self, req: GenerationRequest) -> DecodedImages:
-        """The request's init images and mask, decoded (bounded: see imaging.decode_image)."""
+    def decode_images(self, req: GenerationRequest, size: tuple[int, int] | None = None) -> DecodedImages:
+        """The request's init images and mask, decoded (bounded: see imaging.decode_image)
+        one at a time and, when the output `size` is known, each resized to it at once, so
+        that only one full-size image is in memory at a time."""
         if not isinstance(req, Img2ImgRequest):
             return DecodedImages([], None)
-        images = [decode_image(data, ("init_images", index)) for index, data in enumerate(req.init_images)]
-        return DecodedImages(images, decode_image(req.mask, "mask") if req.mask else None)
+        images = []
+        for index, data in enumerate(req.init_images):
+            image = decode_image(data, ("init_images", index))
+            images.append(image if size is None else fit(image, *size, req.resize_mode))
+            del image
+        mask = decode_image(req.mask, "mask") if req.mask else None
+        if mask is not None and size is not None:
+            mask = fit(mask.convert("L"), *size, req.resize_mode)
+        return DecodedImages(images, mask)
 
     def prepare(self, req: GenerationRequest, model: LoadedModel, decoded: DecodedImages | None = None) -> Prepared:
         self.validate(req, model)
@@ -226,9 +235,11 @@ class GenerationService:
         work), and only then, on worker threads, decoding the images and loading a
         checkpoint the request names, so a request that is refused never loads one."""
         checkpoint = self._checkpoint_for(req)
-        self.validate(req, self.runtime.registry.loaded(checkpoint))
+        loaded = self.runtime.registry.loaded(checkpoint)
+        self.validate(req, loaded)
+        size = _output_size(req, loaded)
         async with self.runtime.admission.slot():
-            decoded = await self._off_loop(self.decode_images, req)
+            decoded = await self._off_loop(self.decode_images, req, size)
             model = await self.runtime.load(checkpoint)
             prepared = await self._off_loop(self.prepare, req, model, decoded)
             del decoded  # the originals: only the fitted copies are kept while queued
@@ -351,6 +362,16 @@ class GenerationService:
             "Version": VERSION,
         }
         return format_infotext(req.prompt, req.negative_prompt, fields)
+
+
+def _output_size(req: GenerationRequest, model: LoadedModel | None) -> tuple[int, int] | None:
+    """The images' width and height, where known without loading a checkpoint."""
+    if model is not None:
+        native_width, native_height = model.native_size
+        return req.width or native_width, req.height or native_height
+    if req.width and req.height:
+        return req.width, req.height
+    return None
 
 
 def _adapters_text(key: BatchKey) -> str:
