@@ -35,7 +35,8 @@ class BodyRefused(HTTPException):
     """An HTTPException so that FastAPI's body parsing passes it on unchanged."""
 
     def __init__(self, message: str):
-        super().__init__(422, f"body: {message}")
+        # 413, as a body over --max-body-bytes: it is the body's size (in values) that is refused.
+        super().__init__(413, f"body: {message}")
 
 
 def _bounded_int(text: str) -> int | float:

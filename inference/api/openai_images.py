@@ -17,12 +17,14 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import ClientDisconnected, InvalidInput, ModelNotFound, ServiceError
 from ..service.schemas import NullMeansDefault, Txt2ImgRequest
 from .dependencies import DisconnectCheckDep, GenerationServiceDep, ImageUrlsDep, RuntimeDep
 from .errors import openai_http_error, openai_response, openai_validation_error
 from .json_body import BoundedJSONRoute
+from .responses import OPENAI_ERRORS
 
 # Names OpenAI clients send by default; they select this server's model, as any client
 # written for OpenAI would otherwise need code changes.
@@ -43,7 +45,7 @@ class OpenAIErrorRoute(BoundedJSONRoute):
                 return await handler(request)
             except RequestValidationError as error:
                 return openai_validation_error(error.errors()[0])
-            except HTTPException as error:
+            except StarletteHTTPException as error:  # FastAPI's own (a body that is not JSON) too
                 return openai_http_error(error)
             except ClientDisconnected:
                 raise  # nobody reads the answer; the app's handler logs it
@@ -53,7 +55,7 @@ class OpenAIErrorRoute(BoundedJSONRoute):
         return handle
 
 
-router = APIRouter(prefix="/v1", tags=["OpenAI images"], route_class=OpenAIErrorRoute)
+router = APIRouter(prefix="/v1", tags=["OpenAI images"], route_class=OpenAIErrorRoute, responses=OPENAI_ERRORS)
 
 
 class ImageGenerationRequest(NullMeansDefault):
