@@ -21,7 +21,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import ClientDisconnected, InvalidInput, ModelNotFound, ServiceError
 from ..service.schemas import NullMeansDefault, Txt2ImgRequest
-from .dependencies import DisconnectCheckDep, GenerationServiceDep, ImageUrlsDep, RuntimeDep
+from .dependencies import (
+    DisconnectCheckDep,
+    GenerationServiceDep,
+    ImageUrlsDep,
+    RuntimeDep,
+)
 from .errors import openai_http_error, openai_response, openai_validation_error
 from .json_body import BoundedJSONRoute
 from .responses import OPENAI_ERRORS

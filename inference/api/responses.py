@@ -9,7 +9,7 @@ schema fuzz test, see every answer the server gives. The shapes are the ones
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -63,7 +63,7 @@ OPENAI_ERRORS: dict[int | str, dict[str, Any]] = {
     401: _FRONT[401],
     404: _openai("unknown model or image link"),
     # From the body-size layer in A1111's shape, or from this router in OpenAI's.
-    413: {"model": Union[A1111Error, OpenAIError], "description": _FRONT[413]["description"]},
+    413: {"model": A1111Error | OpenAIError, "description": _FRONT[413]["description"]},
     429: _openai("the queue is full (code queue_full, with Retry-After)"),
     500: _openai("the generation failed"),
     503: _openai("loading, draining, out of memory, or the worker is stopped or stuck"),

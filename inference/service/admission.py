@@ -19,10 +19,18 @@ from ..errors import QueueFull, ShuttingDown
 
 
 class Admission:
-    def __init__(self, capacity: int, *, retry_after: Callable[[], int], on_reject: Callable[[], None]):
+    def __init__(
+        self,
+        capacity: int,
+        *,
+        retry_after: Callable[[], int],
+        on_reject: Callable[[], None],
+        on_change: Callable[[], None] = lambda: None,
+    ):
         self.capacity = capacity
         self._retry_after = retry_after
         self._on_reject = on_reject
+        self._on_change = on_change  # `held` changed
         self.held = 0
         self._accepting = True
         self._empty = asyncio.Event()
@@ -45,9 +53,11 @@ class Admission:
             raise QueueFull(self._retry_after())
         self.held += 1
         self._empty.clear()
+        self._on_change()
         try:
             yield
         finally:
             self.held -= 1
             if self.held == 0:
                 self._empty.set()
+            self._on_change()

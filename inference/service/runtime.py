@@ -55,8 +55,15 @@ class Runtime:
             settings.queue_size,
             retry_after=lambda: self.batcher.retry_after() if self.batcher is not None else 1,
             on_reject=self.metrics.request_rejected,
+            on_change=self._publish_queue_depth,
         )
         self._loading: asyncio.Task | None = None
+
+    def _publish_queue_depth(self) -> None:
+        # Every job in the batcher holds an admission slot, so this counts them and the
+        # requests still decoding their images: sd_queue_depth (KEDA scales on it) is
+        # every request admitted and not answered.
+        self.metrics.queue_depth.set(self.admission.held)
 
     def _run_batch(self, key, tasks, on_step):
         # On the batcher's thread: a checkpoint evicted since the request was prepared
@@ -69,7 +76,7 @@ class Runtime:
             max_batch_size=self.settings.max_batch_size,
             window_seconds=self.settings.batch_window_ms / 1000,
             queue_size=self.settings.queue_size,
-            observer=self.metrics,
+            observer=_QueueDepthFromAdmission(self),
             stall_seconds=self.settings.stall_seconds,
         )
         self.batcher.start()
@@ -187,3 +194,17 @@ class Runtime:
         if stall and stuck > 2 * stall:
             return False, f"a pipeline call has made no step progress for {stuck:.0f}s"
         return True, "ok"
+
+
+class _QueueDepthFromAdmission:
+    """The batcher's observer: the metrics, except that the queue depth is admission's."""
+
+    def __init__(self, runtime: Runtime):
+        self._runtime = runtime
+        self._metrics = runtime.metrics
+
+    def __getattr__(self, name: str):
+        return getattr(self._metrics, name)
+
+    def queue_changed(self, depth: int, waiting: int, running: int) -> None:
+        self._metrics.queue_changed(max(depth, self._runtime.admission.held), waiting, running)

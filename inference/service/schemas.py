@@ -11,7 +11,14 @@ import math
 from functools import cache
 from typing import Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 # Free-form fields (override_settings, scripts) are echoed back in `parameters`; deeper
 # JSON than this fails to serialise there (pydantic stops at its recursion limit), and no

@@ -20,9 +20,21 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..engine.generate import BatchKey, GenerationInterrupted, ImageTask, effective_steps
+from ..engine.generate import (
+    BatchKey,
+    GenerationInterrupted,
+    ImageTask,
+    effective_steps,
+)
 from ..engine.oom import BatchRunner, run_halving_on_oom
-from ..errors import GenerationFailed, OutOfMemory, QueueFull, ShuttingDown, Stalled, WorkerStopped
+from ..errors import (
+    GenerationFailed,
+    OutOfMemory,
+    QueueFull,
+    ShuttingDown,
+    Stalled,
+    WorkerStopped,
+)
 from .planner import Batch, BatchPlanner, Completion, Job, JobResult
 
 __all__ = ["BatchObserver", "BatchRunner", "Batcher", "JobResult", "Progress"]

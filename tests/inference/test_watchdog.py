@@ -46,7 +46,7 @@ def stuck_server(cache_dir, tmp_path, request):
 
 
 def test_a_stuck_call_fails_its_requests_marks_the_replica_wedged_then_fails_liveness(stuck_server):
-    url, process, log_path = stuck_server
+    url, _, log_path = stuck_server
     with httpx.Client(base_url=url, timeout=WAIT_LIMIT_S) as client, ThreadPoolExecutor(2) as pool:
         started = time.monotonic()
         running = pool.submit(client.post, "/v1/txt2img", json={"prompt": "stuck", **SMALL})
@@ -92,7 +92,7 @@ def test_sigterm_ends_the_process_within_the_drain_timeout_with_a_stuck_call(stu
 
 
 def test_sigterm_after_the_watchdog_gave_up_exits_without_waiting_for_the_stuck_thread(stuck_server):
-    url, process, log_path = stuck_server
+    url, process, _ = stuck_server
     with httpx.Client(base_url=url, timeout=WAIT_LIMIT_S) as client:
         response = client.post("/v1/txt2img", json={"prompt": "stuck", **SMALL})
         assert response.status_code == 503  # the watchdog answered it after STALL_S
