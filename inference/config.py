@@ -99,7 +99,8 @@ class ServerSettings(ModelSettings):
     stall_seconds: float = Field(
         600.0,
         ge=0,
-        description="a pipeline call that makes no step progress this long marks /readyz wedged (0 = never)",
+        description="a pipeline call that makes no step progress this long marks /readyz wedged and fails its "
+        "requests with 503; /healthz fails once it is stuck twice as long, so the pod restarts (0 = never)",
     )
     compile: Literal["off", "auto", "max"] = Field(
         "auto",
@@ -148,6 +149,21 @@ class ServerSettings(ModelSettings):
     max_images_per_batch: int = Field(8, ge=1, description="largest batch_size (images per iteration) accepted")
     max_n_iter: int = Field(8, ge=1, description="largest n_iter accepted")
     max_prompt_length: int = Field(4000, ge=1, description="longest prompt / negative prompt, in characters")
+    max_images_per_request: int = Field(
+        16, ge=1, description="most images (batch_size x n_iter) one request makes; bounds its memory and response size"
+    )
+    max_pixels_per_request: int = Field(
+        16 * 1024 * 1024,
+        ge=64 * 64,
+        description="most output pixels (images x width x height) one request makes; bounds its memory and response size",
+    )
+    max_init_images: int = Field(8, ge=1, description="most init_images one img2img request may send")
+    drain_timeout_seconds: float = Field(
+        270.0,
+        gt=0,
+        description="on SIGTERM, how long admitted work may run before the process exits anyway (keep it under "
+        "the pod's termination grace period)",
+    )
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="largest request body, in bytes")
     history_size: int = Field(
         64, ge=0, le=1024, description="recent images (save_images: true) kept in memory for StableStudio's history"

@@ -85,6 +85,13 @@ class OutOfMemory(GenerationFailed):
     kind = "OutOfMemory"
 
 
+class Stalled(GenerationFailed):
+    """A pipeline call made no step progress for --stall-seconds: its requests, and the
+    ones queued behind it, are answered with this instead of waiting for ever."""
+
+    kind = "Stalled"
+
+
 class WorkerStopped(GenerationFailed):
     """The queue's worker is not running, so an admitted request would never be served."""
 

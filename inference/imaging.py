@@ -11,12 +11,22 @@ from PIL import Image, PngImagePlugin, UnidentifiedImageError
 from .errors import InvalidInput
 
 PARAMETERS_CHUNK = "parameters"  # the tEXt key A1111 writes and `png-info` reads
+# Decoding cost and memory grow with pixels, not bytes: a 1 KiB Group-4 TIFF or a 20 KiB
+# PNG of zeros can say 4000x4000. The size in the header is checked before anything is
+# decoded. 4096x4096 is four times the largest output (2048x2048 by default), so a photo
+# larger than the output size still works as an init image (it is resized first).
 MAX_DECODED_PIXELS = 4096 * 4096
+MAX_SIDE = 16384
+# What a client can send as an image. PIL opens many more formats (TIFF, PSD, ICO, ...),
+# each one more parser to harden; A1111 clients send PNG, JPEG or WebP.
+ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
+# PNG text chunks (tEXt, zTXt, iTXt) together; A1111's `parameters` chunk is a few KiB.
+# PIL refuses one chunk that inflates past 1 MiB by itself (PngImagePlugin.MAX_TEXT_CHUNK).
+MAX_TEXT_BYTES = 1024 * 1024
 
 
-def decode_image(data: str, field: str | tuple[str | int, ...]) -> Image.Image:
-    """Raw base64 or a `data:image/...;base64,` URL to a PIL image; InvalidInput naming
-    `field` (where in the request the image came from) if it is not one."""
+def decode_base64(data: str, field: str | tuple[str | int, ...]) -> bytes:
+    """Raw base64 or a `data:image/...;base64,` URL to bytes; InvalidInput naming `field`."""
     if not isinstance(data, str) or not data.strip():
         raise InvalidInput(field, "expected a base64-encoded image, got an empty value")
     payload = data.strip()
@@ -30,16 +40,49 @@ def decode_image(data: str, field: str | tuple[str | int, ...]) -> Image.Image:
         raise InvalidInput(field, "is not valid base64") from None
     if not raw:
         raise InvalidInput(field, "is not valid base64")
+    return raw
+
+
+def decode_image(data: str, field: str | tuple[str | int, ...]) -> Image.Image:
+    """A client's base64 image (see `decode_base64`) to a loaded PIL image; InvalidInput
+    naming `field` (where in the request the image came from) if it is not an image, is
+    not one of ACCEPTED_FORMATS, or is larger than MAX_DECODED_PIXELS or its text chunks
+    than MAX_TEXT_BYTES. CPU-bound: the service runs it on a worker thread."""
+    raw = decode_base64(data, field)
     try:
-        image = Image.open(io.BytesIO(raw))
-        if image.width * image.height > MAX_DECODED_PIXELS:
-            raise InvalidInput(field, f"image is {image.width}x{image.height}, larger than allowed")
+        # The header only: size and format are known before any pixel is decoded.
+        image = Image.open(io.BytesIO(raw), formats=ACCEPTED_FORMATS)
+    except UnidentifiedImageError:
+        raise InvalidInput(field, f"is not an image in an accepted format ({', '.join(ACCEPTED_FORMATS)})") from None
+    except ValueError as error:
+        raise _text_chunk_error(field, error) from None
+    except (OSError, SyntaxError, Image.DecompressionBombError, EOFError):
+        raise InvalidInput(field, "is not a decodable image") from None
+    width, height = image.size
+    if width * height > MAX_DECODED_PIXELS or max(width, height) > MAX_SIDE:
+        raise InvalidInput(
+            field, f"image is {width}x{height}; images of more than {MAX_DECODED_PIXELS} pixels are not accepted"
+        )
+    try:
         image.load()
-    except InvalidInput:
-        raise
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError):
-        raise InvalidInput(field, "is not a decodable image (PNG, JPEG, WebP, ...)") from None
+    except ValueError as error:  # a text chunk after the image data
+        raise _text_chunk_error(field, error) from None
+    except (OSError, SyntaxError, Image.DecompressionBombError, EOFError):
+        raise InvalidInput(field, "is not a decodable image") from None
+    text_bytes = sum(len(key) + len(str(value)) for key, value in (getattr(image, "text", None) or {}).items())
+    if text_bytes > MAX_TEXT_BYTES:
+        raise InvalidInput(field, f"its PNG text chunks hold {text_bytes} bytes; the limit is {MAX_TEXT_BYTES}")
     return image
+
+
+def _text_chunk_error(field: str | tuple[str | int, ...], error: ValueError) -> InvalidInput:
+    """PIL's ValueError for a PNG text chunk over its limits ("Decompressed data too large
+    for PngImagePlugin.MAX_TEXT_CHUNK", "Too much memory used in text chunks"), which is
+    the client's input, as a 4xx; any other ValueError is a bug and stays one."""
+    message = str(error)
+    if "text chunk" in message or "MAX_TEXT_CHUNK" in message:
+        return InvalidInput(field, f"a PNG text chunk inflates past {PngImagePlugin.MAX_TEXT_CHUNK} bytes")
+    raise error
 
 
 def encode_png(image: Image.Image, parameters: str | None = None) -> str:

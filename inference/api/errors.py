@@ -35,6 +35,7 @@ from ..errors import (
     QueueFull,
     ServiceError,
     ShuttingDown,
+    Stalled,
     WorkerStopped,
 )
 
@@ -56,6 +57,7 @@ _STATUS: tuple[tuple[type[ServiceError], int], ...] = (
     (ShuttingDown, 503),
     (OutOfMemory, 503),
     (WorkerStopped, 503),
+    (Stalled, 503),
     (GenerationFailed, 500),
 )
 # What A1111 calls these: its own HTTPException (`{"error": "HTTPException"}`).

@@ -17,8 +17,8 @@ from typing import Any, Literal
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import ClientDisconnected, InvalidInput, ModelNotFound, ServiceError
 from ..service.schemas import NullMeansDefault, Txt2ImgRequest
@@ -29,6 +29,8 @@ from .dependencies import (
     RuntimeDep,
 )
 from .errors import openai_http_error, openai_response, openai_validation_error
+from .json_body import BoundedJSONRoute
+from .responses import OPENAI_ERRORS
 
 # Names OpenAI clients send by default; they select this server's model, as any client
 # written for OpenAI would otherwise need code changes.
@@ -37,8 +39,9 @@ OPENAI_MODEL_NAMES = frozenset({"dall-e-2", "dall-e-3", "gpt-image-1", "gpt-imag
 _SERVING_SINCE = int(time.time())
 
 
-class OpenAIErrorRoute(APIRoute):
-    """Answers this router's errors in OpenAI's shape instead of A1111's."""
+class OpenAIErrorRoute(BoundedJSONRoute):
+    """Answers this router's errors in OpenAI's shape instead of A1111's (bodies parsed as
+    `BoundedJSONRoute` does)."""
 
     def get_route_handler(self) -> Callable:
         handler = super().get_route_handler()
@@ -48,7 +51,7 @@ class OpenAIErrorRoute(APIRoute):
                 return await handler(request)
             except RequestValidationError as error:
                 return openai_validation_error(error.errors()[0])
-            except HTTPException as error:
+            except StarletteHTTPException as error:  # FastAPI's own (a body that is not JSON) too
                 return openai_http_error(error)
             except ClientDisconnected:
                 raise  # nobody reads the answer; the app's handler logs it
@@ -58,7 +61,7 @@ class OpenAIErrorRoute(APIRoute):
         return handle
 
 
-router = APIRouter(prefix="/v1", tags=["OpenAI images"], route_class=OpenAIErrorRoute)
+router = APIRouter(prefix="/v1", tags=["OpenAI images"], route_class=OpenAIErrorRoute, responses=OPENAI_ERRORS)
 
 
 class ImageGenerationRequest(NullMeansDefault):
@@ -98,7 +101,12 @@ def _size(value: str | None) -> tuple[int | None, int | None]:
         return None, None
     match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", value)
     if not match:
-        raise InvalidInput("size", f"must be 'WIDTHxHEIGHT' (for example 512x512) or 'auto', got {value!r}", value)
+        raise InvalidInput("size", f"must be 'WIDTHxHEIGHT' (for example 512x512) or 'auto', got {_shown(value)}", _shown(value))
+    # A side of more digits than any size has is refused as text: int() of thousands of
+    # digits is slow, and past 4,300 digits Python refuses to convert (or print) it.
+    for side in (match[1], match[2]):
+        if len(side.lstrip("0")) > _MAX_SIDE_DIGITS:
+            raise InvalidInput("size", f"{_shown(side)} pixels is far larger than any size this server makes", _shown(value))
     return int(match[1]), int(match[2])
 
 
@@ -115,6 +123,14 @@ def image_link_base(request: Request, public_url: str | None) -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"{request.scope['scheme']}://{host}:{port}{root}"
+
+
+_MAX_SIDE_DIGITS = 6
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    """A client's text in an error message, cut short: an error never echoes a megabyte."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} characters)"
 
 
 @router.post(

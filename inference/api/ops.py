@@ -11,9 +11,16 @@ from .dependencies import RuntimeDep
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz", summary="Liveness: the process is serving HTTP")
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+@router.get(
+    "/healthz",
+    summary="Liveness: the process is serving HTTP and no pipeline call is stuck",
+    responses={503: {"description": "a pipeline call has made no step progress for twice --stall-seconds"}},
+)
+async def healthz(runtime: RuntimeDep) -> JSONResponse:
+    alive, detail = runtime.liveness()
+    if alive:
+        return JSONResponse({"status": "ok"})
+    return JSONResponse({"status": "stuck", "detail": detail}, status_code=503)
 
 
 @router.get(

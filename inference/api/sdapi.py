@@ -16,8 +16,12 @@ from ..imaging import decode_image, read_parameters
 from ..infotext import parse_infotext
 from ..service.schemas import GenerationResponse, Img2ImgRequest, Txt2ImgRequest
 from .dependencies import A1111StateDep, DisconnectCheckDep, GenerationServiceDep
+from .json_body import BoundedJSONRoute
+from .responses import A1111_ERRORS
 
-router = APIRouter(prefix="/sdapi/v1", tags=["AUTOMATIC1111 API"])
+router = APIRouter(
+    prefix="/sdapi/v1", tags=["AUTOMATIC1111 API"], route_class=BoundedJSONRoute, responses=A1111_ERRORS
+)
 
 # PIL `info` keys that describe the file, not its generation; A1111 drops them too.
 _IGNORED_INFO_KEYS = frozenset(

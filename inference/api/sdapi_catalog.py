@@ -13,8 +13,9 @@ from ..engine.memory import cuda_figures, ram_figures
 from ..engine.samplers import SAMPLERS, SCHEDULES, supported_schedules
 from ..service.options import checkpoint_sha256
 from .dependencies import RuntimeDep
+from .responses import A1111_ERRORS
 
-router = APIRouter(prefix="/sdapi/v1", tags=["AUTOMATIC1111 API"])
+router = APIRouter(prefix="/sdapi/v1", tags=["AUTOMATIC1111 API"], responses=A1111_ERRORS)
 
 # A1111 schedule types: (aliases, default_rho, need_inner_model), from its sd_schedulers.py.
 _SCHEDULE_TRAITS: dict[str, tuple[list[str] | None, float, bool]] = {

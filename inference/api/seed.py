@@ -6,8 +6,10 @@ from fastapi import APIRouter
 
 from ..service.schemas import GenerationResponse, Img2ImgRequest, Txt2ImgRequest
 from .dependencies import DisconnectCheckDep, GenerationServiceDep
+from .json_body import BoundedJSONRoute
+from .responses import A1111_ERRORS
 
-router = APIRouter(prefix="/v1", tags=["seed API"])
+router = APIRouter(prefix="/v1", tags=["seed API"], route_class=BoundedJSONRoute, responses=A1111_ERRORS)
 
 
 @router.post("/txt2img", response_model=GenerationResponse, summary="Text to image")

@@ -11,8 +11,9 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from .dependencies import HistoryDep
+from .responses import A1111_ERRORS
 
-router = APIRouter(prefix="/StableStudio", tags=["StableStudio"])
+router = APIRouter(prefix="/StableStudio", tags=["StableStudio"], responses=A1111_ERRORS)
 
 
 class HistoryRequest(BaseModel):

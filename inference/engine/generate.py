@@ -14,7 +14,7 @@ from typing import Callable, Literal
 
 from PIL import Image
 
-from .hires import HiresSpec, decode_latents, stretched_steps, upscale_latents
+from .hires import HiresSpec, decode_latents, pass_strength, stretched_steps, upscale_latents
 from .inpaint import latent_fill, paste_back, pipeline_input
 from .loading import LoadedModel
 from .lora import ActiveAdapters, activate
@@ -70,35 +70,24 @@ class GenerationInterrupted(Exception):
         self.images = images
 
 
-def pipeline_steps(key: BatchKey) -> int:
-    """`num_inference_steps` for the pipeline call.
-
-    img2img/inpaint run `int(steps * strength)` of them; where that is 0 (say 10 steps at
-    strength 0.05) diffusers fails, while A1111 still runs one step at the lowest noise
-    level. The schedule is stretched just enough for one step to remain, which is that.
-    """
-    strength = key.denoising_strength
-    if key.kind == "txt2img" or strength is None or strength <= 0:
-        return key.steps
-    steps = max(key.steps, math.ceil(1 / strength))
-    while int(steps * strength) < 1:  # float rounding at the boundary
-        steps += 1
-    return steps
-
-
 def pipeline_strength(key: BatchKey) -> float:
-    """`strength` for an img2img/inpaint pipeline call.
+    """`strength` for an img2img/inpaint pipeline call (its schedule is `key.steps` long).
 
-    A1111 at denoising strength 0 still runs the last step of the schedule (the lowest
-    noise level), which gives back nearly the init image; StableStudio sends 0 when its
-    image weight is 1. diffusers needs `int(steps * strength) >= 1` for that one step.
+    diffusers runs `int(steps * strength)` steps and fails where that is 0 (10 steps at
+    strength 0.05, or strength 0, which StableStudio sends at image weight 1). A1111 then
+    runs the last step of the schedule, at the lowest noise level, and gives back nearly
+    the init image: the smallest strength with `int(steps * strength) >= 1` selects that
+    step. The schedule is never stretched to fit a tiny strength (1e-7 would otherwise
+    make a 10-million-step schedule, 1e-300 an endless loop): a call never has more
+    steps than the request asked for, so `--max-steps` bounds the work actually done.
     """
     strength = key.denoising_strength or 0.0
-    if strength > 0:
+    if key.steps * strength >= 1:
         return strength
-    steps = pipeline_steps(key)
-    strength = 1 / steps
-    while int(steps * strength) < 1:  # float rounding at the boundary
+    # 1/steps, nudged up where float rounding leaves steps * (1/steps) just under 1; a
+    # step or two of nextafter at most, for any step count.
+    strength = 1 / key.steps
+    while key.steps * strength < 1:
         strength = math.nextafter(strength, 2.0)
     return strength
 
@@ -108,7 +97,7 @@ def effective_steps(key: BatchKey) -> int:
     hires fix adds its second pass."""
     if key.kind == "txt2img" or key.denoising_strength is None:
         return key.steps + (key.hires.steps_run if key.hires is not None else 0)
-    return max(1, int(pipeline_steps(key) * key.denoising_strength))
+    return max(1, min(key.steps, int(key.steps * pipeline_strength(key))))
 
 
 def run_batch(
@@ -135,7 +124,7 @@ def run_batch(
     arguments = dict(
         prompt=[t.prompt for t in tasks],
         negative_prompt=[t.negative_prompt for t in tasks],
-        num_inference_steps=pipeline_steps(key),
+        num_inference_steps=key.steps,
         guidance_scale=key.cfg_scale,
         generator=generators,
         callback_on_step_end=progress.step_end,
@@ -214,7 +203,7 @@ def _hires_pass(model: LoadedModel, key: BatchKey, hires: HiresSpec, tasks, firs
         prompt=[t.prompt if t.hr_prompt is None else t.hr_prompt for t in tasks],
         negative_prompt=[t.negative_prompt if t.hr_negative_prompt is None else t.hr_negative_prompt for t in tasks],
         image=upscaled,
-        strength=hires.denoising_strength,
+        strength=pass_strength(hires.denoising_strength),
         num_inference_steps=stretched_steps(hires.steps, hires.denoising_strength),
         guidance_scale=key.cfg_scale,
         # Fresh generators: A1111 re-seeds the hires pass's noise with each image's seed.

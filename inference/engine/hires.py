@@ -53,9 +53,22 @@ class HiresSpec:
         return self.steps if self.denoises else 0
 
 
+MIN_STRETCH_STRENGTH = 1e-3
+
+
+def pass_strength(strength: float) -> float:
+    """The second pass's strength. Below MIN_STRETCH_STRENGTH it counts as that: the
+    schedule stays at most 1000 times `steps` long (1e-300 would ask for a 1e301-step
+    schedule, and the float arithmetic of `stretched_steps` would never settle), and such
+    a pass changes next to nothing either way."""
+    return min(max(strength, MIN_STRETCH_STRENGTH), 1.0)
+
+
 def stretched_steps(steps: int, strength: float) -> int:
-    """`num_inference_steps` for which diffusers' img2img runs exactly `steps` steps."""
-    total = max(steps, math.ceil(steps / min(strength, 1.0)))
+    """`num_inference_steps` for which diffusers' img2img runs exactly `steps` steps at
+    `pass_strength(strength)`."""
+    strength = pass_strength(strength)
+    total = max(steps, math.ceil(steps / strength))
     while int(total * strength) < steps:  # float rounding at the boundary
         total += 1
     while total > steps and int((total - 1) * strength) >= steps:

@@ -7,14 +7,14 @@ describe images the same way.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
-import os
 import secrets
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
+import anyio
 from PIL import Image, ImageFilter, ImageOps
 
 from ..config import ServerSettings
@@ -41,14 +41,19 @@ from .schemas import (
 
 VERSION = "stable-diffusion-k8s 0.1.0"
 DISCONNECT_POLL_SECONDS = 0.2
-# PNG encoding and base64 run here, off the event loop and beside the pipeline's thread:
-# zlib releases the GIL, so at GPU speed responses are encoded in parallel while the
-# next batch denoises, and /readyz and progress polls never wait behind an encode.
-ENCODING_POOL = ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2)), thread_name_prefix="encode")
+# Requests decoding images or encoding PNGs at once; more wait. Each may hold a decoded
+# image of up to imaging.MAX_DECODED_PIXELS (64 MiB as RGBA) while it works.
+DECODE_THREADS = 2
 
 # Answers whether the client has gone away (the transport's own check, e.g. Starlette's
 # `Request.is_disconnected`).
 DisconnectCheck = Callable[[], Awaitable[bool]]
+
+
+@dataclass
+class DecodedImages:
+    init_images: list[Image.Image]
+    mask: Image.Image | None
 
 
 @dataclass
@@ -71,12 +76,17 @@ class GenerationService:
         self.runtime = runtime
         self.a1111 = a1111
         self.history = history
+        self._limiter: anyio.CapacityLimiter | None = None  # made on first use, on the event loop
 
-    # -- validation ------------------------------------------------------------------
+    # -- validation (cheap: on the event loop, before the request takes a queue slot) ----
 
-    def _check_limits(self, req: GenerationRequest, width: int, height: int) -> None:
+    def _check_limits(self, req: GenerationRequest, width: int | None, height: int | None) -> None:
+        """Every limit a request can be checked against without its images or its model;
+        width/height None: the model's native size, checked once the model is known."""
         s = self.settings
         for name, value, limit in (("width", width, s.max_width), ("height", height, s.max_height)):
+            if value is None:
+                continue
             if value % 8:
                 raise InvalidInput(name, f"must be a multiple of 8, got {value}", value)
             if not 64 <= value <= limit:
@@ -89,37 +99,87 @@ class GenerationService:
             )
         if req.n_iter > s.max_n_iter:
             raise InvalidInput("n_iter", f"must be at most {s.max_n_iter}, got {req.n_iter}", req.n_iter)
+        count = req.batch_size * req.n_iter
+        if count > s.max_images_per_request:
+            raise InvalidInput(
+                "n_iter", f"batch_size x n_iter is {count} images; one request makes at most {s.max_images_per_request}",
+                req.n_iter,
+            )
+        if width is not None and height is not None and count * width * height > s.max_pixels_per_request:
+            raise InvalidInput(
+                "batch_size",
+                f"{count} images of {width}x{height} are {count * width * height} pixels; one request makes at most "
+                f"{s.max_pixels_per_request} (fewer images, or smaller ones)",
+                req.batch_size,
+            )
         for name in ("prompt", "negative_prompt"):
             length = len(getattr(req, name))
             if length > s.max_prompt_length:
                 raise InvalidInput(name, f"is {length} characters; the limit is {s.max_prompt_length}")
+        if isinstance(req, Img2ImgRequest):
+            if not req.init_images:
+                raise InitImageNotFound()
+            if len(req.init_images) > s.max_init_images:
+                raise InvalidInput(
+                    "init_images", f"has {len(req.init_images)} images; the limit is {s.max_init_images}", None
+                )
 
-    async def _model_for(self, req: GenerationRequest) -> LoadedModel:
-        """The current checkpoint, or the one `override_settings.sd_model_checkpoint`
-        names for this request only (loaded first if it is not in memory)."""
+    def _checkpoint_for(self, req: GenerationRequest) -> str:
+        """The current checkpoint's name, or the one `override_settings.sd_model_checkpoint`
+        names for this request only; never loads it (see `generate`)."""
         wanted = req.override_settings.get("sd_model_checkpoint") or None
         try:
-            return await self.runtime.model_named(None if wanted is None else str(wanted))
+            return self.runtime.checkpoint_named(None if wanted is None else str(wanted))
         except ModelNotFound as error:
             raise InvalidInput(("override_settings", "sd_model_checkpoint"), str(error), wanted) from None
 
-    # -- request -> tasks -------------------------------------------------------------
+    def validate(self, req: GenerationRequest, model: LoadedModel | None) -> None:
+        """The checks that need neither images nor (when `model` is None: not loaded yet)
+        the model. Re-run by `prepare` once the model is known."""
+        width, height = req.width, req.height
+        if model is not None:
+            default_width, default_height = model.native_size
+            width, height = width or default_width, height or default_height
+        self._check_limits(req, width, height)
+        try:
+            resolve(req.sampler_name or req.sampler_index, req.scheduler)
+        except UnknownSamplerError as error:
+            raise InvalidInput(error.field, str(error), getattr(req, error.field, None)) from None
+        # LoRA tags: against the adapters this checkpoint loaded, or (not loaded yet) the
+        # ones the server offers; `prepare` checks the checkpoint's own once it is loaded.
+        available = model.loras if model is not None else {spec.name: spec for spec in self.runtime.lora_specs()}
+        try:
+            extract_adapters(req.prompt, available)
+        except ValueError as error:
+            raise InvalidInput("prompt", str(error), req.prompt) from None
 
-    def prepare(self, req: GenerationRequest, model: LoadedModel) -> Prepared:
+    # -- request -> tasks (on a worker thread, after admission) ---------------------------
+
+    def decode_images(self, req: GenerationRequest, size: tuple[int, int] | None = None) -> DecodedImages:
+        """The request's init images and mask, decoded (bounded: see imaging.decode_image)
+        one at a time and, when the output `size` is known, each resized to it at once, so
+        that only one full-size image is in memory at a time."""
+        if not isinstance(req, Img2ImgRequest):
+            return DecodedImages([], None)
+        images = []
+        for index, data in enumerate(req.init_images):
+            image = decode_image(data, ("init_images", index))
+            images.append(image if size is None else fit(image, *size, req.resize_mode))
+            del image
+        mask = decode_image(req.mask, "mask") if req.mask else None
+        if mask is not None and size is not None:
+            mask = fit(mask.convert("L"), *size, req.resize_mode)
+        return DecodedImages(images, mask)
+
+    def prepare(self, req: GenerationRequest, model: LoadedModel, decoded: DecodedImages | None = None) -> Prepared:
+        self.validate(req, model)
         default_width, default_height = model.native_size
         width = req.width or default_width
         height = req.height or default_height
-        self._check_limits(req, width, height)
-        try:
-            sampler = resolve(req.sampler_name or req.sampler_index, req.scheduler)
-        except UnknownSamplerError as error:
-            raise InvalidInput(error.field, str(error), getattr(req, error.field, None)) from None
-        try:
-            # The encoder sees the prompt without its <lora:...> tags; the tags stay in
-            # the infotext, as A1111 keeps them, so the PNG says how it was made.
-            encoder_prompt, adapters = extract_adapters(req.prompt, model.loras)
-        except ValueError as error:
-            raise InvalidInput("prompt", str(error), req.prompt) from None
+        sampler = resolve(req.sampler_name or req.sampler_index, req.scheduler)
+        # The encoder sees the prompt without its <lora:...> tags; the tags stay in the
+        # infotext, as A1111 keeps them, so the PNG says how it was made.
+        encoder_prompt, adapters = extract_adapters(req.prompt, model.loras)
 
         count = req.batch_size * req.n_iter
         seed = req.seed if req.seed != -1 else secrets.randbelow(2**32)
@@ -149,8 +209,9 @@ class GenerationService:
         fill = 1
         region = None
         if isinstance(req, Img2ImgRequest):
-            init_images = self._init_images(req, width, height)
-            mask = self._mask(req, width, height)
+            decoded = decoded or self.decode_images(req)
+            init_images = [fit(image, width, height, req.resize_mode) for image in decoded.init_images]
+            mask = self._mask(req, decoded.mask, width, height)
             kind = "inpaint" if mask is not None else "img2img"
             strength = req.denoising_strength
             if mask is not None:
@@ -233,19 +294,10 @@ class GenerationService:
         strength = 0.7 if req.denoising_strength is None else req.denoising_strength
         return HiresSpec(hr_width, hr_height, upscaler, steps, strength, hr_sampler)
 
-    def _init_images(self, req: Img2ImgRequest, width: int, height: int) -> list[Image.Image]:
-        if not req.init_images:
-            raise InitImageNotFound()
-        images = []
-        for index, data in enumerate(req.init_images):
-            image = decode_image(data, ("init_images", index))
-            images.append(fit(image, width, height, req.resize_mode))
-        return images
-
-    def _mask(self, req: Img2ImgRequest, width: int, height: int) -> Image.Image | None:
-        if not req.mask:
+    @staticmethod
+    def _mask(req: Img2ImgRequest, mask: Image.Image | None, width: int, height: int) -> Image.Image | None:
+        if mask is None:
             return None
-        mask = decode_image(req.mask, "mask")
         mask = fit(mask.convert("L"), width, height, req.resize_mode).convert("L")
         if req.inpainting_mask_invert:
             mask = ImageOps.invert(mask)
@@ -257,24 +309,41 @@ class GenerationService:
 
     async def generate(self, req: GenerationRequest, is_disconnected: DisconnectCheck) -> GenerationResponse:
         """Validates, queues and describes one request; if `is_disconnected()` turns true
-        while it waits, its work is cancelled and ClientDisconnected raised."""
-        model = await self._model_for(req)
-        prepared = self.prepare(req, model)
-        result = await self._submit_watching_disconnect(prepared, is_disconnected)
+        while it waits, its work is cancelled and ClientDisconnected raised.
+
+        The order bounds what a client can make the replica do: cheap checks first (a 4xx
+        costs nothing), then a queue slot (a 429 when the queue is full, before any heavy
+        work), and only then, on worker threads, decoding the images and loading a
+        checkpoint the request names, so a request that is refused never loads one."""
+        checkpoint = self._checkpoint_for(req)
+        loaded = self.runtime.registry.loaded(checkpoint)
+        self.validate(req, loaded)
+        size = _output_size(req, loaded)
+        async with self.runtime.admission.slot():
+            decoded = await self._off_loop(self.decode_images, req, size)
+            model = await self.runtime.load(checkpoint)
+            prepared = await self._off_loop(self.prepare, req, model, decoded)
+            del decoded  # the originals: only the fitted copies are kept while queued
+            result = await self._submit_watching_disconnect(prepared, is_disconnected)
         # Kept only once the request was accepted and ran: a 4xx or a 429 changes nothing.
         if req.override_settings and not req.override_settings_restore_afterwards:
             self._keep_overrides(req, model)
         # Interrupted: A1111 answers 200 with the images made so far (possibly none).
-        return await asyncio.get_running_loop().run_in_executor(
-            ENCODING_POOL, self._respond, req, model, prepared, result
-        )
+        return await self._off_loop(self._respond, req, model, prepared, result)
 
     def _respond(self, req: GenerationRequest, model: LoadedModel, prepared: Prepared, result: JobResult) -> GenerationResponse:
-        """The response, PNGs encoded (on ENCODING_POOL), and the history entry."""
+        """The response with its PNGs encoded (on a worker thread), and the history entry."""
         response = self.describe(req, model, prepared, result.images, interrupted=result.interrupted)
         if req.save_images and self.history is not None:
             self._remember(req, model, prepared, result.images, response)
         return response
+
+    async def _off_loop(self, function, *args, **kwargs):
+        """CPU-bound work (decoding, resizing, PNG encoding) on a worker thread, at most
+        DECODE_THREADS at a time, so the event loop keeps answering /healthz."""
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(DECODE_THREADS)
+        return await anyio.to_thread.run_sync(functools.partial(function, *args, **kwargs), limiter=self._limiter)
 
     def _keep_overrides(self, req: GenerationRequest, model: LoadedModel) -> None:
         """`override_settings_restore_afterwards: false`: as in A1111, the overrides stay
@@ -416,6 +485,16 @@ def _hires_fields(req: GenerationRequest, key: BatchKey) -> dict:
     if req.hr_negative_prompt and req.hr_negative_prompt != req.negative_prompt:
         fields["Hires negative prompt"] = req.hr_negative_prompt
     return fields
+
+
+def _output_size(req: GenerationRequest, model: LoadedModel | None) -> tuple[int, int] | None:
+    """The images' width and height, where known without loading a checkpoint."""
+    if model is not None:
+        native_width, native_height = model.native_size
+        return req.width or native_width, req.height or native_height
+    if req.width and req.height:
+        return req.width, req.height
+    return None
 
 
 def _adapters_text(key: BatchKey) -> str:

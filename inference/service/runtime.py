@@ -10,7 +10,6 @@ import asyncio
 import functools
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from ..config import ServerSettings
@@ -29,6 +28,7 @@ from ..errors import NotReady
 from ..metrics import Metrics
 from ..serving.batcher import Batcher
 from ..serving.process_clock import process_started_monotonic
+from .admission import Admission
 
 log = logging.getLogger(__name__)
 
@@ -61,19 +61,27 @@ class Runtime:
         self.upscalers = Upscalers(
             [UpscalerSpec.parse(text) for text in settings.upscaler], cache_dir=settings.cache_dir
         )
+        # Generation requests hold a slot of this from before their heavy work until answered.
+        self.admission = Admission(
+            settings.queue_size,
+            retry_after=lambda: self.batcher.retry_after() if self.batcher is not None else 1,
+            on_reject=self.metrics.request_rejected,
+            on_change=self._publish_queue_depth,
+        )
         self._loading: asyncio.Task | None = None
         self.warmup = WarmupProgress()
         self.compile_cache: CompileCache | None = None
-        # Every pipeline call runs on this one thread: CUDA graph trees (compiled
-        # `reduce-overhead`) are per thread, and a call on another thread would record
-        # its graphs again.
-        self._pipeline_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pipeline")
+
+    def _publish_queue_depth(self) -> None:
+        # Every job in the batcher holds an admission slot, so this counts them and the
+        # requests still decoding their images: sd_queue_depth (KEDA scales on it) is
+        # every request admitted and not answered.
+        self.metrics.queue_depth.set(self.admission.held)
 
     def _run_batch(self, key, tasks, on_step):
-        # Called on a worker thread; the call itself runs on the pipeline thread.
-        return self._pipeline_thread.submit(self._run_on_pipeline_thread, key, tasks, on_step).result()
-
-    def _run_on_pipeline_thread(self, key, tasks, on_step):
+        # On the batcher's one pipeline thread, which warm-up uses too: CUDA graph trees
+        # (compiled `reduce-overhead`) are per thread, and a call on another thread would
+        # record its graphs again.
         if key.kind == "upscale":  # extras: no checkpoint involved
             return run_extras(self.upscalers, key, tasks, on_step)
         # A checkpoint evicted since the request was prepared is loaded again here.
@@ -86,7 +94,8 @@ class Runtime:
             max_batch_size=self.settings.max_batch_size,
             window_seconds=self.settings.batch_window_ms / 1000,
             queue_size=self.settings.queue_size,
-            observer=self.metrics,
+            observer=_QueueDepthFromAdmission(self),
+            stall_seconds=self.settings.stall_seconds,
         )
         self.batcher.start()
         self._loading = asyncio.create_task(self._load(), name="model-load")
@@ -169,7 +178,8 @@ class Runtime:
         def run(key, tasks):
             return self._runner(key, tasks, lambda step, total: False)
 
-        await asyncio.to_thread(warm_up, run, model.name, plan, self.warmup)
+        assert self.batcher is not None  # started before the model loads
+        await self.batcher.run_on_pipeline_thread(warm_up, run, model.name, plan, self.warmup)
         log.info("warm-up done in %.1fs", self.warmup.seconds)
 
     async def stop(self) -> None:
@@ -179,19 +189,19 @@ class Runtime:
             await self.batcher.close()
         if self._loading is not None and not self._loading.done():
             self._loading.cancel()
-        self._pipeline_thread.shutdown(wait=False)
 
     async def drained(self) -> None:
-        """Returns once every admitted job has finished (at once when nothing is queued)."""
+        """Returns once every admitted request has been answered (at once when none is)."""
+        await self.admission.empty()
         if self.batcher is not None:
             await self.batcher.drain()
 
     def begin_drain(self) -> None:
-        """SIGTERM: readiness goes false and no new work is admitted; admitted work runs on."""
+        """SIGTERM: readiness goes false and no new work is admitted; admitted work (a
+        request still decoding its images included) runs on."""
         self.draining = True
         self.metrics.ready.set(0)
-        if self.batcher is not None:
-            self.batcher.stop_accepting()
+        self.admission.stop_accepting()
 
     def require_started(self) -> None:
         """NotReady until the default checkpoint has loaded once."""
@@ -208,6 +218,16 @@ class Runtime:
 
     def lora_specs(self) -> list[LoraSpec]:
         return [LoraSpec.parse(text) for text in self.settings.lora]
+
+    def checkpoint_named(self, wanted: str | None) -> str:
+        """A checkpoint's name by any of its client-facing names (None: the current one),
+        without loading it. ModelNotFound names the choices."""
+        self.require_started()
+        return self.current_model if wanted is None else self.registry.resolve(wanted)
+
+    async def load(self, name: str) -> LoadedModel:
+        """The checkpoint, loaded on a worker thread if it is not in memory."""
+        return self.registry.loaded(name) or await asyncio.to_thread(self.registry.get, name)
 
     async def model_named(self, wanted: str | None) -> LoadedModel:
         """A checkpoint by any of its client-facing names (None: the current one), loading
@@ -235,8 +255,31 @@ class Runtime:
         if self.batcher is None or not self.batcher.alive:
             return False, "worker stopped"
         stall = self.settings.stall_seconds
-        if stall and self.batcher.seconds_without_progress() > stall:
+        if self.batcher.stalled or (stall and self.batcher.seconds_without_progress() > stall):
             # A hung call (a stuck GPU, say) holds every admitted request: take the pod
             # out of the Service instead of answering 429 to everyone behind it.
             return False, "wedged"
         return True, "ready"
+
+    def liveness(self) -> tuple[bool, str]:
+        """False once a pipeline call has been stuck for twice --stall-seconds: its thread
+        cannot be stopped, so only a restart frees the accelerator."""
+        stall = self.settings.stall_seconds
+        stuck = self.batcher.seconds_without_progress() if self.batcher is not None else 0.0
+        if stall and stuck > 2 * stall:
+            return False, f"a pipeline call has made no step progress for {stuck:.0f}s"
+        return True, "ok"
+
+
+class _QueueDepthFromAdmission:
+    """The batcher's observer: the metrics, except that the queue depth is admission's."""
+
+    def __init__(self, runtime: Runtime):
+        self._runtime = runtime
+        self._metrics = runtime.metrics
+
+    def __getattr__(self, name: str):
+        return getattr(self._metrics, name)
+
+    def queue_changed(self, depth: int, waiting: int, running: int) -> None:
+        self._metrics.queue_changed(max(depth, self._runtime.admission.held), waiting, running)

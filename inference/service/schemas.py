@@ -7,10 +7,39 @@ face restoration, saving to disk) are accepted and recorded but have no effect h
 
 from __future__ import annotations
 
+import math
 from functools import cache
 from typing import Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+# Free-form fields (override_settings, scripts) are echoed back in `parameters`; deeper
+# JSON than this fails to serialise there (pydantic stops at its recursion limit), and no
+# A1111 script needs more than a few levels.
+MAX_FREE_FORM_DEPTH = 32
+
+
+def check_free_form(value: Any, max_depth: int = MAX_FREE_FORM_DEPTH) -> Any:
+    """A JSON value no deeper than `max_depth`, whose numbers are finite (JSON has no NaN
+    or infinity, which Python's parser accepts); ValueError otherwise. Iterative, so a
+    deep value cannot exhaust the stack."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(f"numbers must be finite, got {item}")
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        if children and depth >= max_depth:
+            raise ValueError(f"is nested more than {max_depth} levels deep")
+        pending.extend((child, depth + 1) for child in children)
+    return value
 
 
 @cache  # per request model class: its fields never change, and this runs on every request
@@ -82,6 +111,11 @@ class GenerationRequest(NullMeansDefault):
     alwayson_scripts: dict[str, Any] = Field(default_factory=dict)
     script_name: str | None = None
     script_args: list[Any] = Field(default_factory=list)
+
+    @field_validator("override_settings", "alwayson_scripts", "script_args")
+    @classmethod
+    def _bounded_free_form(cls, value: Any) -> Any:
+        return check_free_form(value)
 
 
 class Txt2ImgRequest(GenerationRequest):

@@ -14,14 +14,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import threading
 import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..engine.generate import BatchKey, GenerationInterrupted, ImageTask, effective_steps
+from ..engine.generate import (
+    BatchKey,
+    GenerationInterrupted,
+    ImageTask,
+    effective_steps,
+)
 from ..engine.oom import BatchRunner, run_halving_on_oom
-from ..errors import GenerationFailed, OutOfMemory, QueueFull, ShuttingDown, WorkerStopped
+from ..errors import (
+    GenerationFailed,
+    OutOfMemory,
+    QueueFull,
+    ShuttingDown,
+    Stalled,
+    WorkerStopped,
+)
 from .planner import Batch, BatchPlanner, Completion, Job, JobResult
 
 __all__ = ["BatchObserver", "BatchRunner", "Batcher", "JobResult", "Progress"]
@@ -67,8 +80,14 @@ class Batcher:
         window_seconds: float,
         queue_size: int,
         observer: BatchObserver | None = None,
+        stall_seconds: float = 0.0,
     ):
         self._run = run
+        # The watchdog: a call without step progress this long (0: never) is given up on.
+        self._stall_seconds = stall_seconds
+        self.stalled = False
+        self._pipeline_thread = _PipelineThread()
+        self._call: asyncio.Future | None = None  # the pipeline call in flight
         self._planner = BatchPlanner(max_batch_size=max_batch_size, window_seconds=window_seconds, queue_size=queue_size)
         self._observer = observer
         self._answers: dict[Job, asyncio.Future] = {}
@@ -100,6 +119,12 @@ class Batcher:
 
     async def close(self) -> None:
         self.stop_accepting()
+        call = self._call
+        if call is not None and not call.done() and not self.stalled:
+            # A call still running (nothing waits for it after a drain, but its thread
+            # must not be inside the pipeline when the interpreter exits). A stalled call
+            # is not waited for: it may never end.
+            await asyncio.wait({call})
         if self._worker is not None:
             self._worker.cancel()
             try:
@@ -119,9 +144,19 @@ class Batcher:
     def waiting(self) -> int:
         return self._planner.waiting
 
+    @property
+    def call_in_flight(self) -> bool:
+        return self._call is not None and not self._call.done()
+
+    def retry_after(self) -> int:
+        """Seconds a refused client should wait (the planner's estimate)."""
+        return self._planner.retry_after()
+
     async def submit(self, key: BatchKey, tasks: list[ImageTask]) -> JobResult:
         if not self._accepting:
             raise ShuttingDown("the server is shutting down")
+        if self.stalled:
+            raise Stalled("the generation worker is stuck in a pipeline call; this replica restarts soon")
         if not self.alive:
             # Without a worker an admitted job would wait forever; say so instead.
             raise WorkerStopped("the generation worker is not running")
@@ -236,7 +271,10 @@ class Batcher:
         failure: GenerationFailed | None = None
         interrupted = stopped_early = False
         try:
-            images = await asyncio.to_thread(run_halving_on_oom, self._run, batch.key, batch.tasks, self._on_step, batch.wanted)
+            call = self._call = self._pipeline_thread.submit(
+                run_halving_on_oom, self._run, batch.key, batch.tasks, self._on_step, batch.wanted
+            )
+            images = await self._watch(call)
         except GenerationInterrupted as stop:
             images, stopped_early = stop.images, True
             # A skip stops this call only; its images count as made. An interrupt (or a
@@ -268,12 +306,102 @@ class Batcher:
         self.progress = Progress()
         self._answer(self._planner.finish(batch, images, now=time.monotonic(), failure=failure, interrupted=interrupted))
 
+    # -- the watchdog --------------------------------------------------------------
+
+    async def _watch(self, call: asyncio.Future) -> list:
+        """The call's result. Without step progress for `stall_seconds`, its requests and
+        every queued one are failed with Stalled, and new ones refused, at once: the
+        interrupt flag the step callback reads cannot stop a call stuck inside one step
+        (a hung GPU kernel), and a thread cannot be killed. The worker then waits for the
+        call; if it ever ends, the batcher serves again. Until then /readyz says wedged,
+        and /healthz fails after twice `stall_seconds` so that the pod is restarted."""
+        if not self._stall_seconds:
+            return await call
+        check_every = min(1.0, self._stall_seconds / 4)
+        while True:
+            done, _ = await asyncio.wait({call}, timeout=check_every)
+            if done:
+                if self.stalled:
+                    self.stalled = False
+                    log.warning("the stuck pipeline call has ended; serving again")
+                return call.result()
+            if not self.stalled and self.seconds_without_progress() > self._stall_seconds:
+                self._give_up_on_stuck_call()
+
+    def _give_up_on_stuck_call(self) -> None:
+        self.stalled = True
+        self._interrupt.set()  # should the call ever take another step, it stops there
+        failure = Stalled(
+            f"the generation worker is stuck: no step progress for {self.seconds_without_progress():.0f}s; "
+            "this replica restarts soon"
+        )
+        log.error(
+            "a pipeline call has made no step progress for %.0fs (--stall-seconds %g): failing %d request(s) "
+            "with 503 and refusing new ones; /readyz says wedged, /healthz fails after %gs",
+            self.seconds_without_progress(), self._stall_seconds, len(self._answers), 2 * self._stall_seconds,
+        )
+        for job in list(self._answers):
+            self._planner.cancel(job)
+            answer = self._answers.pop(job)
+            if not answer.done():
+                answer.set_exception(failure)
+        self._after_change()
+
     def _on_step(self, step: int, total: int) -> bool:
         """On the pipeline's thread after every step: records progress; True stops the call."""
         self.progress.step = step
         self.progress.total_steps = total
         self.progress.advanced_at = time.monotonic()
         return self._interrupt.is_set()
+
+    async def run_on_pipeline_thread(self, function, *args):
+        """`function(*args)` on the thread every pipeline call runs on (the warm-up's
+        compiled graphs must be recorded on the thread that replays them)."""
+        return await self._pipeline_thread.submit(function, *args)
+
+
+class _PipelineThread:
+    """One long-lived daemon thread that runs the pipeline calls, one at a time (the worker
+    awaits each call before it plans the next, a stuck one included).
+
+    Not `asyncio.to_thread`: the default executor's threads are joined when the event loop
+    and the interpreter shut down, so a call stuck for good would keep the process from
+    ever exiting after SIGTERM. And one thread for every call, not a new one per call:
+    torch's CPU thread pools belong to the thread that calls into them.
+    """
+
+    def __init__(self) -> None:
+        self._calls: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, function, *args) -> asyncio.Future:
+        future = asyncio.get_running_loop().create_future()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._serve, name="pipeline-call", daemon=True)
+            self._thread.start()
+        self._calls.put((future, function, args))
+        return future
+
+    def _serve(self) -> None:
+        while True:
+            future, function, args = self._calls.get()
+            try:
+                outcome = (function(*args), None)
+            except BaseException as error:  # handed to the loop: the batch fails, not the thread
+                outcome = (None, error)
+            try:
+                future.get_loop().call_soon_threadsafe(_settle, future, *outcome)
+            except RuntimeError:  # the loop has closed (shutdown): nobody waits for this any more
+                pass
+
+
+def _settle(future: asyncio.Future, result, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
 
 
 def _as_failure(error: BaseException) -> GenerationFailed:
