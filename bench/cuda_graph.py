@@ -1,4 +1,4 @@
-"""CUDA graphs captured outside inductor, for the compile sweep in bench/gpu.py.
+"""CUDA graphs captured outside inductor, for the compile sweep in bench/gpu_sweep.py.
 
 `capture_forward(forward)` returns a forward that, per input signature (shapes, dtypes
 and the non-tensor arguments), warms `forward` up on a side stream, captures one call in

@@ -34,452 +34,85 @@ no step is synchronised on its own. images/s is batch / the median wall time of 
     python -m bench.gpu --out bench/results/h100-fast-path.json     # on a CUDA machine
     python -m bench.gpu --smoke --out /tmp/smoke.json                 # tiny configs on the CPU
     python -m bench.gpu --report bench/results/h100-fast-path.json    # the tables again
+
+This file is the command line and the run's stages in order; `gpu_harness.py` holds the
+`Bench` (budget, results, building, timing), `gpu_server.py` the HTTP / cold-start stages
+and `gpu_sweep.py` the compile sweep.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import platform
-import shutil
-import statistics
-import tempfile
-import time
 from pathlib import Path
 
-import torch
-
 from . import gpu_configs
-
-EAGER = "eager (--compile off)"
-SERVER = "server default (--compile auto)"
-
-# Estimated seconds per stage on an H100 (from bench/results/h100-gpu.json: ~50 s per
-# SD 1.5 compile, ~100 s per SDXL one); a stage that no longer fits is skipped.
-ESTIMATES = {
-    "sd15-eager": 20,
-    "sd15-http": 240,
-    "sd15-server": 60,
-    "sd15-nobatch": 60,
-    "sdxl-eager": 40,
-    "sdxl-server": 130,
-    "sd15-sweep": 60,  # per cheap candidate; max-autotune ones: SWEEP_AUTOTUNE_ESTIMATE
-}
-SWEEP_AUTOTUNE_ESTIMATE = 240
+from .gpu_harness import EAGER, ESTIMATES, SERVER, Bench
+from .gpu_server import http_stage, nobatch_stage
+from .gpu_sweep import sweep
 
 
-class Bench:
-    def __init__(self, args):
-        self.args = args
-        self.device = "cuda" if torch.cuda.is_available() and not args.smoke else "cpu"
-        self.dtype = torch.float16 if self.device == "cuda" else torch.float32
-        self.started = time.monotonic()
-        self.rows: list[dict] = []
-        self.http: list[dict] = []
-        self.cold_starts: list[dict] = []
-        self.notes: list[str] = []
-        self.work = Path(args.work_dir or tempfile.mkdtemp(prefix="sd-gpu-bench-"))
-        self.environment = {
-            "torch": torch.__version__,
-            "device": torch.cuda.get_device_name(0) if self.device == "cuda" else platform.processor() or "cpu",
-            "python": platform.python_version(),
-            "steps": args.steps,
-            "short_steps": args.short_steps,
-            "smoke": args.smoke,
-            "budget_s": args.budget_s,
-            "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
-            "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
-        }
-        if self.device == "cuda":
-            self.environment["capability"] = list(torch.cuda.get_device_capability(0))
-            self.environment["cuda"] = torch.version.cuda
-        with contextlib.suppress(Exception):
-            import diffusers
-            import transformers
-
-            self.environment.update(diffusers=diffusers.__version__, transformers=transformers.__version__)
-        with contextlib.suppress(Exception):
-            import triton
-
-            self.environment["triton"] = triton.__version__
-
-    # -- bookkeeping --------------------------------------------------------------------
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-    def left(self) -> float:
-        return self.args.budget_s - self.elapsed()
-
-    def save(self) -> None:
-        if self.args.out:
-            payload = {"environment": self.environment, "rows": self.rows, "http": self.http,
-                       "cold_starts": self.cold_starts, "notes": self.notes}
-            Path(self.args.out).parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(str(self.args.out) + ".tmp")
-            tmp.write_text(json.dumps(payload, indent=2))
-            tmp.replace(self.args.out)
-
-    def note(self, text: str) -> None:
-        print(f"[{self.elapsed():6.1f}s] {text}", flush=True)
-        self.notes.append(f"[{self.elapsed():.0f}s] {text}")
-        self.save()
-
-    def fits(self, stage: str, estimate: float | None = None) -> bool:
-        if self.args.stages and stage not in self.args.stages:
-            return False
-        needed = ESTIMATES.get(stage, 60) if estimate is None else estimate
-        if self.args.smoke or self.left() >= needed:
-            return True
-        self.note(f"{stage}: skipped, {self.left():.0f}s left of the budget, about {needed:.0f}s needed")
-        return False
-
-    def sync(self) -> None:
-        if self.device == "cuda":
-            torch.cuda.synchronize()
-
-    def free(self) -> None:
-        import gc
-
-        gc.collect()
-        if self.device == "cuda":
-            torch.cuda.empty_cache()
-
-    # -- building -----------------------------------------------------------------------
-
-    def build(self, arch: dict):
-        from diffusers import (
-            AutoencoderKL,
-            EulerDiscreteScheduler,
-            StableDiffusionPipeline,
-            StableDiffusionXLPipeline,
-            UNet2DConditionModel,
-        )
-        from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
-
-        xl = arch["pipeline"] == "StableDiffusionXLPipeline"
-        torch.manual_seed(0)
-        # Built straight on the device: initialising SDXL's 2.6B UNet parameters on the
-        # CPU would take longer than the benchmark.
-        with torch.device(self.device):
-            unet = UNet2DConditionModel(**arch["unet"])
-            vae = AutoencoderKL(**arch["vae"])
-            encoders = []
-            for index, config in enumerate(arch["text_encoders"]):
-                model_class = CLIPTextModelWithProjection if xl and index == 1 else CLIPTextModel
-                encoders.append(model_class(CLIPTextConfig(**config)))
-        for module in (unet, vae, *encoders):
-            module.eval().requires_grad_(False)
-        scheduler = EulerDiscreteScheduler(**gpu_configs.SCHEDULER)
-        if xl:
-            pipe = StableDiffusionXLPipeline(
-                vae=vae, text_encoder=encoders[0], text_encoder_2=encoders[1], tokenizer=None, tokenizer_2=None,
-                unet=unet, scheduler=scheduler,
-            )
-        else:
-            pipe = StableDiffusionPipeline(
-                vae=vae, text_encoder=encoders[0], tokenizer=None, unet=unet, scheduler=scheduler,
-                safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-            )
-        pipe.set_progress_bar_config(disable=True)
-        pipe.to(self.dtype)
-        pipe.vae.enable_slicing()  # as the server loads every model
-        if self.device == "cuda":
-            pipe.unet.to(memory_format=torch.channels_last)
-        self.note(f"built {arch['name']} (UNet {sum(p.numel() for p in pipe.unet.parameters()) / 1e9:.2f}B parameters)")
-        return pipe
-
-    def save_for_server(self, pipe, folder: Path) -> None:
-        """The pipeline as a local model folder `serve --model` loads (fp16 files on CUDA)."""
-        from inference.engine.builtin import _tokenizer  # the byte-level tokenizer of builtin:tiny
-
-        pipe.register_modules(tokenizer=_tokenizer(self.work / "tokenizer-files"))
-        started = time.perf_counter()
-        pipe.save_pretrained(folder, variant="fp16" if self.device == "cuda" else None)
-        pipe.register_modules(tokenizer=None)
-        self.note(f"saved the model for the server to {folder} in {time.perf_counter() - started:.1f}s")
-
-    # -- measuring ----------------------------------------------------------------------
-
-    def embeddings(self, pipe, arch: dict, batch: int) -> dict:
-        """Prompt and negative embeddings from the text encoders, on fixed random token ids."""
-        generator = torch.Generator("cpu").manual_seed(batch)
-        vocab = arch["text_encoders"][0]["vocab_size"]
-        ids = torch.randint(0, vocab, (2 * batch, 77), generator=generator).to(self.device)
-        with torch.inference_mode():
-            if arch["pipeline"] == "StableDiffusionXLPipeline":
-                first = pipe.text_encoder(ids, output_hidden_states=True).hidden_states[-2]
-                second = pipe.text_encoder_2(ids, output_hidden_states=True)
-                embeds = torch.cat([first, second.hidden_states[-2]], dim=-1)
-                pooled = second.text_embeds
-                return dict(
-                    prompt_embeds=embeds[:batch], negative_prompt_embeds=embeds[batch:],
-                    pooled_prompt_embeds=pooled[:batch], negative_pooled_prompt_embeds=pooled[batch:],
-                )
-            embeds = pipe.text_encoder(ids)[0]
-            return dict(prompt_embeds=embeds[:batch], negative_prompt_embeds=embeds[batch:])
-
-    def pipe_caller(self, pipe, arch: dict):
-        """(batch, steps) -> seconds for a whole call of a built pipeline."""
-
-        def call(batch: int, steps: int) -> float:
-            self.sync()
-            started = time.perf_counter()
-            embeddings = self.embeddings(pipe, arch, batch)
-            with torch.inference_mode():
-                images = pipe(
-                    **embeddings, num_inference_steps=steps, guidance_scale=7.0,
-                    width=arch["resolution"], height=arch["resolution"],
-                    generator=torch.Generator("cpu").manual_seed(0), output_type="pil",
-                ).images
-            self.sync()
-            assert len(images) == batch
-            return time.perf_counter() - started
-
-        return call
-
-    def engine_caller(self, model, resolution: int):
-        """(batch, steps) -> seconds for the server worker's own call (`run_bucketed`)."""
-        from inference.engine.generate import BatchKey, ImageTask
-        from inference.engine.padded import run_bucketed
-        from inference.engine.samplers import resolve
-
-        def call(batch: int, steps: int) -> float:
-            key = BatchKey(model=model.name, kind="txt2img", width=resolution, height=resolution, steps=steps,
-                           sampler=resolve(None, None), cfg_scale=7.0)
-            tasks = [ImageTask(prompt=f"prompt {i}", negative_prompt="", seed=i) for i in range(batch)]
-            self.sync()
-            started = time.perf_counter()
-            images = run_bucketed(model, key, tasks)
-            self.sync()
-            assert len(images) == batch
-            return time.perf_counter() - started
-
-        return call
-
-    def measure(self, call, arch: dict, mode: str, batch: int, **extra) -> dict:
-        if self.device == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        steps, short = self.args.steps, self.args.short_steps
-        first = call(batch, 3)  # compile, CUDA graph capture, cuDNN algorithm choice
-        call(batch, 3)
-        reps = 1 if self.args.smoke else self.args.reps
-        longs = [call(batch, steps) for _ in range(reps)]
-        shorts = [call(batch, short) for _ in range(reps)]
-        long, brief = statistics.median(longs), statistics.median(shorts)
-        row = {
-            "model": arch["name"],
-            "resolution": arch["resolution"],
-            "mode": mode,
-            "batch": batch,
-            "it_per_s": round((steps - short) / (long - brief), 2) if long > brief else None,
-            "images_per_s": round(batch / long, 3),
-            "seconds_per_call": round(long, 3),
-            "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if self.device == "cuda" else None,
-            "first_call_s": round(first, 1),
-            "reps": reps,
-            **extra,
-        }
-        self.rows.append(row)
-        self.save()
-        print(f"[{self.elapsed():6.1f}s] {row}", flush=True)
-        return row
-
-    def attempt(self, what: str, function, *args, **kwargs):
-        try:
-            return function(*args, **kwargs)
-        except Exception as error:  # noqa: BLE001 - record it, go on with the next stage
-            self.note(f"{what} failed: {type(error).__name__}: {str(error)[:600]}")
-            return None
-        finally:
-            self.free()
-
-    # -- the server -----------------------------------------------------------------------
-
-    def server_flags(self, folder: Path, max_batch: int) -> list[str]:
-        flags = ["--model", str(folder), "--max-batch-size", str(max_batch), "--queue-size", "64",
-                 "--log-level", "info"]
-        if self.args.smoke:
-            # Eager on the CPU, but warmed, so the warming path runs here too.
-            flags += ["--compile", "off", "--warmup-sizes", "native", "--device", "cpu"]
-        else:
-            flags += ["--compile", "auto"]
-        return flags
-
-    def http_stage(self, folder: Path, arch: dict, inductor_dir: Path) -> None:
-        from .common import timed_server
-        from .throughput import http_round, mean_batch
-
-        env = {"TORCHINDUCTOR_CACHE_DIR": str(inductor_dir)}
-        body = {"steps": self.args.steps, "cfg_scale": 7.0}
-        requests = 1 if self.args.smoke else self.args.http_requests
-        shutil.rmtree(inductor_dir, ignore_errors=True)
-        for cache in ("empty", "warm"):
-            with timed_server(*self.server_flags(folder, 4), cache_dir=self.work / "models", env=env,
-                              timeout=self.args.server_timeout_s) as (url, seconds):
-                self.cold_starts.append({"model": arch["name"], "cache": cache, "seconds_to_ready": round(seconds, 1),
-                                         "startup_metric_s": _metric(url, "sd_startup_seconds"),
-                                         "max_batch_size": 4})
-                self.note(f"server ready in {seconds:.1f}s with {'an empty' if cache == 'empty' else 'a warm'} compile cache")
-                if cache == "empty":
-                    http_round(url, self.args.clients, 1, body, seed_base=50_000)  # warm the HTTP path
-                    result = http_round(url, self.args.clients, requests, body)
-                    self.http.append({"model": arch["name"], "max_batch_size": 4, "clients": self.args.clients,
-                                      **_rounded(result), "mean_batch": _round(mean_batch(url))})
-                    self.note(f"HTTP, {self.args.clients} clients, max batch 4: {result['images_per_s']:.2f} images/s, "
-                              f"p50 {result['p50_s']:.2f}s, p95 {result['p95_s']:.2f}s")
-            self.save()
-
-    def nobatch_stage(self, folder: Path, arch: dict, inductor_dir: Path) -> None:
-        from .common import timed_server
-        from .throughput import http_round, mean_batch
-
-        env = {"TORCHINDUCTOR_CACHE_DIR": str(inductor_dir)}
-        body = {"steps": self.args.steps, "cfg_scale": 7.0}
-        requests = 1 if self.args.smoke else self.args.http_requests
-        with timed_server(*self.server_flags(folder, 1), cache_dir=self.work / "models", env=env,
-                          timeout=self.args.server_timeout_s) as (url, seconds):
-            self.note(f"server (max batch 1) ready in {seconds:.1f}s")
-            http_round(url, self.args.clients, 1, body, seed_base=50_000)
-            result = http_round(url, self.args.clients, requests, body)
-            self.http.append({"model": arch["name"], "max_batch_size": 1, "clients": self.args.clients,
-                              **_rounded(result), "mean_batch": _round(mean_batch(url))})
-        self.save()
-
-    # -- the stages -------------------------------------------------------------------------
-
-    def load_server_path(self, folder: Path, mode: str = "auto"):
-        from inference.engine.fast_path import choose_fast_path
-        from inference.engine.loading import choose_device, load_model
-
-        device = choose_device(self.device, "float16" if self.device == "cuda" else "float32")
-        config = choose_fast_path(mode, self.device, max_batch_size=4)
-        return load_model(str(folder), cache_dir=self.work / "models", device=device, fast_path=config)
-
-    def sweep(self, model, arch: dict) -> None:
-        """Compile candidates at batch 1 on the server path's (fused, channels_last) UNet."""
-        import torch._dynamo
-
-        from inference.engine.fast_path import AUTO_INDUCTOR, MAX_INDUCTOR
-
-        from .cuda_graph import capture_forward
-
-        unet = model.text2img.unet
-        call = self.engine_caller(model, arch["resolution"])
-        graphs = self.device == "cuda"
-        candidates = [
-            ("inductor default, fullgraph (no CUDA graphs)", dict(fullgraph=True), None, AUTO_INDUCTOR, False),
-            ("reduce-overhead, no fullgraph", dict(mode="reduce-overhead", fullgraph=False), None, AUTO_INDUCTOR, False),
-            ("inductor default + CUDA graph outside inductor", dict(fullgraph=True), "outside", AUTO_INDUCTOR, False),
-            ("eager + CUDA graph (no compile)", None, "outside", AUTO_INDUCTOR, False),
-            ("max-autotune-no-cudagraphs", dict(mode="max-autotune-no-cudagraphs", fullgraph=True), None, MAX_INDUCTOR, True),
-            ("max-autotune (CUDA graphs inside, the --compile max preset)", dict(mode="max-autotune", fullgraph=True), None,
-             MAX_INDUCTOR, True),
-        ]
-        import torch._inductor.config as inductor_config
-
-        for name, options, graph, inductor, autotune in candidates:
-            needs_graphs = graph == "outside" or (options or {}).get("mode") in ("reduce-overhead", "max-autotune")
-            if needs_graphs and not graphs:
-                continue  # CUDA graphs need CUDA
-            if not self.fits("sd15-sweep", SWEEP_AUTOTUNE_ESTIMATE if autotune else None):
-                continue
-            torch._dynamo.reset()
-            for key, value in inductor.items():
-                setattr(inductor_config, key, value)
-            unet._compiled_call_impl = None  # undo nn.Module.compile
-            unet.__dict__.pop("forward", None)  # undo an earlier capture
-            if options is not None and graph is None:
-                unet.compile(dynamic=False, **options)
-            elif graph == "outside":
-                forward = type(unet).forward.__get__(unet)
-                if options is not None:
-                    forward = torch.compile(forward, dynamic=False, **options)
-                unet.forward = capture_forward(forward)
-            self.attempt(f"sweep {name}", self.measure, call, arch, name, 1, path="engine", candidate=True)
-        unet.__dict__.pop("forward", None)
-
-    def run(self) -> None:
-        smoke = self.args.smoke
-        sd15, sdxl = (gpu_configs.SD15_SMOKE, gpu_configs.SDXL_SMOKE) if smoke else (gpu_configs.SD15, gpu_configs.SDXL)
-        folder = self.work / "sd15-random"
-        inductor_dir = self.work / "inductor-cache"
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(inductor_dir)  # shared with the servers it starts
-        model = None
-        try:
-            pipe = self.build(sd15)
-            if self.fits("sd15-eager"):
-                call = self.pipe_caller(pipe, sd15)
-                for batch in (1, 4):
-                    self.attempt(f"{sd15['name']} eager batch {batch}", self.measure, call, sd15, EAGER, batch, path="pipeline")
-            self.save_for_server(pipe, folder)
-            del pipe
-            self.free()
-            if self.fits("sd15-http"):
-                self.attempt("HTTP and cold starts", self.http_stage, folder, sd15, inductor_dir)
-            if self.fits("sd15-server"):
-                model = self.attempt("loading the server path", self.load_server_path, folder)
-                if model is not None:
-                    self.note(f"server path: {model.fast_path.summary()}")
-                    call = self.engine_caller(model, sd15["resolution"])
-                    for batch in (1, 4):
-                        self.attempt(f"{sd15['name']} server path batch {batch}", self.measure, call, sd15, SERVER, batch,
-                                     path="engine")
-            if self.fits("sd15-nobatch"):
-                self.attempt("HTTP without batching", self.nobatch_stage, folder, sd15, inductor_dir)
-            self.sdxl(sdxl)
-            if model is not None and (not smoke or self.args.smoke_compile):
-                self.sweep(model, sd15)
-        finally:
-            self.save()
-            print()
-            print(report(self._payload()))
-
-    def sdxl(self, arch: dict) -> None:
-        if not (self.fits("sdxl-eager") or self.fits("sdxl-server")):
-            return
-        from inference.engine.fast_path import apply_fast_path, choose_fast_path
-
-        pipe = self.attempt(f"building {arch['name']}", self.build, arch)
-        if pipe is None:
-            return
-        call = self.pipe_caller(pipe, arch)
-        if self.fits("sdxl-eager"):
+def run(bench: Bench) -> None:
+    """The stages in the order the module docstring lists them; the tables printed at the end."""
+    smoke = bench.args.smoke
+    sd15, sdxl = (gpu_configs.SD15_SMOKE, gpu_configs.SDXL_SMOKE) if smoke else (gpu_configs.SD15, gpu_configs.SDXL)
+    folder = bench.work / "sd15-random"
+    inductor_dir = bench.work / "inductor-cache"
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(inductor_dir)  # shared with the servers it starts
+    model = None
+    try:
+        pipe = bench.build(sd15)
+        if bench.fits("sd15-eager"):
+            call = bench.pipe_caller(pipe, sd15)
             for batch in (1, 4):
-                self.attempt(f"{arch['name']} eager batch {batch}", self.measure, call, arch, EAGER, batch, path="pipeline")
-        if self.fits("sdxl-server") and (not self.args.smoke or self.args.smoke_compile):
-            config = choose_fast_path("auto", self.device, max_batch_size=4)
-            applied = apply_fast_path(pipe, config)
-            self.note(f"{arch['name']}: {applied.summary()}")
-            for batch in (1, 4):
-                if batch == 4 and not self.fits("sdxl-server", 110):
-                    continue
-                self.attempt(f"{arch['name']} server path batch {batch}", self.measure, call, arch, SERVER, batch,
-                             path="pipeline")
+                bench.attempt(f"{sd15['name']} eager batch {batch}", bench.measure, call, sd15, EAGER, batch, path="pipeline")
+        bench.save_for_server(pipe, folder)
         del pipe
+        bench.free()
+        if bench.fits("sd15-http"):
+            bench.attempt("HTTP and cold starts", http_stage, bench, folder, sd15, inductor_dir)
+        if bench.fits("sd15-server"):
+            model = bench.attempt("loading the server path", bench.load_server_path, folder)
+            if model is not None:
+                bench.note(f"server path: {model.fast_path.summary()}")
+                call = bench.engine_caller(model, sd15["resolution"])
+                for batch in (1, 4):
+                    bench.attempt(f"{sd15['name']} server path batch {batch}", bench.measure, call, sd15, SERVER, batch,
+                                  path="engine")
+        if bench.fits("sd15-nobatch"):
+            bench.attempt("HTTP without batching", nobatch_stage, bench, folder, sd15, inductor_dir)
+        sdxl_stages(bench, sdxl)
+        if model is not None and (not smoke or bench.args.smoke_compile):
+            sweep(bench, model, sd15)
+    finally:
+        bench.save()
+        print()
+        print(report(bench.payload()))
 
-    def _payload(self) -> dict:
-        return {"environment": self.environment, "rows": self.rows, "http": self.http,
-                "cold_starts": self.cold_starts, "notes": self.notes}
 
+def sdxl_stages(bench: Bench, arch: dict) -> None:
+    if not (bench.fits("sdxl-eager") or bench.fits("sdxl-server")):
+        return
+    from inference.engine.fast_path import apply_fast_path, choose_fast_path
 
-def _metric(url: str, name: str) -> float | None:
-    import httpx
-
-    for line in httpx.get(f"{url}/metrics").text.splitlines():
-        if line.startswith(name + " "):
-            return round(float(line.split()[1]), 2)
-    return None
-
-
-def _round(value):
-    return None if value is None else round(value, 3)
-
-
-def _rounded(result: dict) -> dict:
-    return {key: _round(value) if isinstance(value, float) else value for key, value in result.items()}
+    pipe = bench.attempt(f"building {arch['name']}", bench.build, arch)
+    if pipe is None:
+        return
+    call = bench.pipe_caller(pipe, arch)
+    if bench.fits("sdxl-eager"):
+        for batch in (1, 4):
+            bench.attempt(f"{arch['name']} eager batch {batch}", bench.measure, call, arch, EAGER, batch, path="pipeline")
+    if bench.fits("sdxl-server") and (not bench.args.smoke or bench.args.smoke_compile):
+        config = choose_fast_path("auto", bench.device, max_batch_size=4)
+        applied = apply_fast_path(pipe, config)
+        bench.note(f"{arch['name']}: {applied.summary()}")
+        for batch in (1, 4):
+            if batch == 4 and not bench.fits("sdxl-server", 110):
+                continue
+            bench.attempt(f"{arch['name']} server path batch {batch}", bench.measure, call, arch, SERVER, batch,
+                          path="pipeline")
+    del pipe
 
 
 def report(data: dict) -> str:
@@ -552,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.smoke:
         args.steps, args.short_steps, args.reps = min(args.steps, 4), min(args.short_steps, 2), 1
     _quiet_libraries()
-    Bench(args).run()
+    run(Bench(args))
 
 
 def _quiet_libraries() -> None:
