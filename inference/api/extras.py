@@ -18,8 +18,12 @@ from ..service.extras import (
     ExtrasSingleImageResponse,
 )
 from .dependencies import A1111StateDep, DisconnectCheckDep, RuntimeDep
+from .json_body import BoundedJSONRoute
+from .responses import A1111_ERRORS
 
-router = APIRouter(prefix="/sdapi/v1", tags=["AUTOMATIC1111 API"])
+router = APIRouter(
+    prefix="/sdapi/v1", tags=["AUTOMATIC1111 API"], route_class=BoundedJSONRoute, responses=A1111_ERRORS
+)
 
 
 @router.post("/extra-single-image", response_model=ExtrasSingleImageResponse, summary="Upscale one image (A1111 Extras)")
