@@ -31,6 +31,8 @@ PSS_LABELS = {
     "pod-security.kubernetes.io/audit": "restricted",
     "pod-security.kubernetes.io/warn": "restricted",
 }
+# Seconds the server needs to exit after its drain gives up (it logs, then exits).
+DRAIN_EXIT_MARGIN_SECONDS = 10
 PRESTOP_SLEEP_SECONDS = 10
 INIT_RESOURCES = {"cpu": "1", "memory": "4Gi", "ephemeral-storage": "1Gi"}
 TMP_SIZE = "2Gi"
@@ -177,6 +179,9 @@ def _server_container(app: AppConfig, image: ImageRef, auth: Optional[Auth], tok
         {"name": "SD_PORT", "value": str(PORT)},
         {"name": "SD_MAX_BATCH_SIZE", "value": str(settings.max_batch_size)},
         {"name": "SD_QUEUE_SIZE", "value": str(settings.queue_size)},
+        # The drain ends before the kubelet's SIGKILL: grace minus the preStop sleep and a
+        # margin for the exit itself, so a stuck call still ends in a clean exit and log.
+        {"name": "SD_DRAIN_TIMEOUT_SECONDS", "value": str(drain_timeout_seconds(settings.termination_grace_period_seconds))},
         {"name": "SD_COMPILE", "value": settings.compile},
     ]
     if settings.extra_models:
@@ -306,3 +311,8 @@ def disruption_budget(names: Names, opts: pulumi.ResourceOptions) -> k8s.policy.
         spec={"maxUnavailable": 1, "selector": {"matchLabels": names.selector_labels()}},
         opts=opts,
     )
+
+
+def drain_timeout_seconds(grace_period_seconds: int) -> int:
+    """`SD_DRAIN_TIMEOUT_SECONDS` for a pod with this termination grace period."""
+    return max(1, grace_period_seconds - PRESTOP_SLEEP_SECONDS - DRAIN_EXIT_MARGIN_SECONDS)

@@ -590,3 +590,13 @@ def test_component_name_must_be_a_short_dns_label(name):
     with pytest.raises(ValueError) as raised:
         run(app(), program=program)
     assert "DNS label" in str(raised.value)
+
+
+def test_drain_ends_before_the_grace_period_does():
+    # Issue 14: SIGTERM ends the server even with a stuck call, by its drain timeout; that
+    # must come before the kubelet's SIGKILL, whatever grace period the stack sets.
+    for grace, drain in ((300, "280"), (60, "40")):
+        result = run(with_sd(app(), termination_grace_period_seconds=grace))
+        assert pod_spec(result)["terminationGracePeriodSeconds"] == grace
+        assert env(container(result))["SD_DRAIN_TIMEOUT_SECONDS"] == drain
+        assert "SD_DRAIN_TIMEOUT_SECONDS" not in env(container(result, "model-download"))
