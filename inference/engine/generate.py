@@ -137,7 +137,7 @@ def run_batch(
             # generator then goes on as it would have (ancestral samplers' noise).
             shape = (pipe.unet.config.in_channels, key.height // pipe.vae_scale_factor, key.width // pipe.vae_scale_factor)
             arguments["latents"] = torch.cat(
-                [initial_noise(t, g, shape, pipe.unet.dtype) for t, g in zip(tasks, generators)]
+                [initial_noise(t, g, shape, pipe.unet.dtype) for t, g in zip(tasks, generators, strict=True)]
             ).to(pipe.device)
     else:
         arguments.update(image=[t.init_image for t in tasks], strength=pipeline_strength(key))
@@ -153,7 +153,7 @@ def run_batch(
     if key.kind == "inpaint":
         # As A1111 does: only the masked part is repainted; the rest is the init image,
         # pixel for pixel (the VAE round trip would otherwise blur it).
-        images = [paste_back(image, task, given) for image, task, given in zip(images, tasks, inputs)]
+        images = [paste_back(image, task, given) for image, task, given in zip(images, tasks, inputs, strict=True)]
     if hires is not None:
         if progress.interrupted:  # A1111 returns the first pass when stopped there
             images = decode_latents(pipe, images) if latent_first_pass else images

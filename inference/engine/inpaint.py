@@ -107,7 +107,7 @@ def latent_fill(pipe: Any, images: list[Image.Image], masks: list[Image.Image], 
         if upcast:
             vae.to(torch.float32)
         try:
-            for image, mask, seed in zip(images, masks, seeds):
+            for image, mask, seed in zip(images, masks, seeds, strict=True):
                 pixels = pipe.image_processor.preprocess(image).to(vae.device, dtype)
                 latent = vae.encode(pixels).latent_dist.mode() * vae.config.scaling_factor
                 size = (latent.shape[3], latent.shape[2])
