@@ -277,7 +277,7 @@ class GenerationService:
             except UnknownUpscalerError as error:
                 latent = ", ".join(LATENT_UPSCALE_MODES)
                 raise InvalidInput("hr_upscaler", f"{error}, {latent}", upscaler) from None
-        if req.hr_checkpoint_name and self.runtime.registry.resolve(req.hr_checkpoint_name) != model.name:
+        if req.hr_checkpoint_name and self.runtime.require_registry().resolve(req.hr_checkpoint_name) != model.name:
             raise InvalidInput(
                 "hr_checkpoint_name", "a second checkpoint for the hires pass is not supported; leave it empty",
                 req.hr_checkpoint_name,
@@ -316,7 +316,7 @@ class GenerationService:
         work), and only then, on worker threads, decoding the images and loading a
         checkpoint the request names, so a request that is refused never loads one."""
         checkpoint = self._checkpoint_for(req)
-        loaded = self.runtime.registry.loaded(checkpoint)
+        loaded = self.runtime.require_registry().loaded(checkpoint)
         self.validate(req, loaded)
         size = _output_size(req, loaded)
         async with self.runtime.admission.slot():
@@ -334,8 +334,9 @@ class GenerationService:
     def _respond(self, req: GenerationRequest, model: LoadedModel, prepared: Prepared, result: JobResult) -> GenerationResponse:
         """The response with its PNGs encoded (on a worker thread), and the history entry."""
         response = self.describe(req, model, prepared, result.images, interrupted=result.interrupted)
-        if req.save_images and self.history is not None:
-            self._remember(req, model, prepared, result.images, response)
+        history = self.history
+        if req.save_images and history is not None:
+            self._remember(history, req, model, prepared, result.images, response)
         return response
 
     async def _off_loop(self, function, *args, **kwargs):
@@ -355,7 +356,7 @@ class GenerationService:
 
     async def _submit_watching_disconnect(self, prepared: Prepared, is_disconnected: DisconnectCheck) -> JobResult:
         """Submit to the batcher; if the client goes away first, cancel its work."""
-        job = asyncio.ensure_future(self.runtime.batcher.submit(prepared.key, prepared.tasks))
+        job = asyncio.ensure_future(self.runtime.require_batcher().submit(prepared.key, prepared.tasks))
         while True:
             done, _ = await asyncio.wait({job}, timeout=DISCONNECT_POLL_SECONDS)
             if done:
@@ -368,7 +369,15 @@ class GenerationService:
                     pass
                 raise ClientDisconnected("the client closed the request")
 
-    def _remember(self, req, model, prepared: Prepared, images: list[Image.Image], response: GenerationResponse) -> None:
+    def _remember(
+        self,
+        history: GenerationHistory,
+        req,
+        model,
+        prepared: Prepared,
+        images: list[Image.Image],
+        response: GenerationResponse,
+    ) -> None:
         encoded = response.images
         if not encoded and images:  # send_images: false still saves, as A1111 does
             encoded = [
@@ -377,7 +386,7 @@ class GenerationService:
             ]
         hires = prepared.key.hires
         width, height = (hires.width, hires.height) if hires is not None else (prepared.key.width, prepared.key.height)
-        self.history.add(encoded, prepared.seeds, width, height)
+        history.add(encoded, prepared.seeds, width, height)
 
     def describe(
         self,
