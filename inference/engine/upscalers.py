@@ -27,11 +27,11 @@ log = logging.getLogger(__name__)
 # A1111's resampling upscalers. "None" resizes with Lanczos to the target size, as
 # A1111's images.resize_image does after an upscaler that changes nothing.
 RESAMPLING: dict[str, int] = {
-    "None": Image.LANCZOS,
-    "Lanczos": Image.LANCZOS,
-    "Nearest": Image.NEAREST,
-    "Bicubic": Image.BICUBIC,
-    "Bilinear": Image.BILINEAR,
+    "None": Image.Resampling.LANCZOS,
+    "Lanczos": Image.Resampling.LANCZOS,
+    "Nearest": Image.Resampling.NEAREST,
+    "Bicubic": Image.Resampling.BICUBIC,
+    "Bilinear": Image.Resampling.BILINEAR,
 }
 BUILTIN_UPSCALER = "builtin:tiny-upscaler"
 _WEIGHT_SUFFIXES = (".safetensors", ".pth")
@@ -271,7 +271,7 @@ class Upscalers:
                 image = _apply(network, image)
                 if image.size == before:  # a x1 network: one pass
                     break
-            return image if image.size == (width, height) else image.resize((width, height), Image.LANCZOS)
+            return image if image.size == (width, height) else image.resize((width, height), Image.Resampling.LANCZOS)
         if image.size == (width, height):
             return image
         return image.resize((width, height), RESAMPLING[name])
