@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import TYPE_CHECKING, Callable, Literal
 
 from PIL import Image
 
@@ -21,6 +21,9 @@ from .lora import ActiveAdapters, activate
 from .samplers import SamplerChoice, build_scheduler
 from .upscalers import Upscalers
 from .variation import initial_noise, needs_custom_noise
+
+if TYPE_CHECKING:  # extras.py imports this module
+    from .extras import ExtrasSpec
 
 Kind = Literal["txt2img", "img2img", "inpaint", "upscale"]
 
@@ -42,7 +45,7 @@ class BatchKey:
     denoising_strength: float | None = None
     adapters: ActiveAdapters = ()  # LoRA (name, weight) pairs active for this call
     hires: HiresSpec | None = None  # txt2img only: the hires fix's second pass
-    extras: object | None = None  # kind "upscale": the extras spec (engine/extras.py)
+    extras: ExtrasSpec | None = None  # kind "upscale": the extras spec
     inpainting_fill: int = 1  # inpaint: 0 fill, 1 original, 2 latent noise, 3 latent nothing
 
 
@@ -144,9 +147,10 @@ def run_batch(
     if key.kind == "inpaint":
         inputs = [pipeline_input(t, key.width, key.height) for t in tasks]
         masks = [i.mask for i in inputs]
-        arguments.update(image=[i.image for i in inputs], mask_image=masks, width=key.width, height=key.height)
+        regions = [i.image for i in inputs]
+        arguments.update(image=regions, mask_image=masks, width=key.width, height=key.height)
         if key.inpainting_fill in (2, 3) and pipe.unet.config.in_channels == 4:
-            filled = latent_fill(pipe, arguments["image"], masks, [t.seed for t in tasks], key.inpainting_fill)
+            filled = latent_fill(pipe, regions, masks, [t.seed for t in tasks], key.inpainting_fill)
             arguments.update(image=filled, masked_image_latents=filled)
     with torch.inference_mode():
         images = pipe(**arguments).images

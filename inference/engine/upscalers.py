@@ -251,6 +251,8 @@ class Upscalers:
     def network(self, name: str):
         with self._lock:
             if name not in self._networks:
+                if self.cache_dir is None:  # a programming error: Runtime always passes one
+                    raise ValueError(f"upscaler {name!r}: learned upscalers need Upscalers(cache_dir=...)")
                 path = fetch_upscaler(self.specs[name], Path(self.cache_dir))
                 network = load_network(path)
                 if self.device is not None:

@@ -18,7 +18,7 @@ import anyio
 from PIL import Image, ImageFilter, ImageOps
 
 from ..config import ServerSettings
-from ..engine.generate import BatchKey, ImageTask
+from ..engine.generate import BatchKey, ImageTask, Kind
 from ..engine.hires import LATENT_UPSCALE_MODES, HiresSpec
 from ..engine.inpaint import crop_region, fill_masked
 from ..engine.loading import LoadedModel
@@ -202,7 +202,7 @@ class GenerationService:
                     raise InvalidInput("hr_prompt", str(error), req.hr_prompt) from None
             hr_negative_prompt = req.hr_negative_prompt or None
 
-        kind = "txt2img"
+        kind: Kind = "txt2img"
         init_images: list[Image.Image | None] = [None]
         mask = None
         strength = None
@@ -210,16 +210,17 @@ class GenerationService:
         region = None
         if isinstance(req, Img2ImgRequest):
             decoded = decoded or self.decode_images(req)
-            init_images = [fit(image, width, height, req.resize_mode) for image in decoded.init_images]
+            fitted = [fit(image, width, height, req.resize_mode) for image in decoded.init_images]
             mask = self._mask(req, decoded.mask, width, height)
             kind = "inpaint" if mask is not None else "img2img"
             strength = req.denoising_strength
             if mask is not None:
                 fill = req.inpainting_fill
                 if fill == 0:
-                    init_images = [fill_masked(image, mask) for image in init_images]
+                    fitted = [fill_masked(image, mask) for image in fitted]
                 if req.inpaint_full_res:
                     region = crop_region(mask, req.inpaint_full_res_padding, width, height)
+            init_images = list(fitted)
 
         key = BatchKey(
             model=model.name,
