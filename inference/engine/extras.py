@@ -45,7 +45,7 @@ class ExtrasSpec:
 def run_extras(upscalers: Upscalers, key: BatchKey, tasks: list[ImageTask], on_step) -> list[Image.Image]:
     """The batch runner for kind "upscale" (called on the batcher's worker thread)."""
     spec = key.extras
-    assert spec is not None, "a batch of kind 'upscale' carries its ExtrasSpec"
+    assert isinstance(spec, ExtrasSpec), "a batch of kind 'upscale' carries its ExtrasSpec"
     results: list[Image.Image] = []
     for index, task in enumerate(tasks):
         image = task.init_image

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Literal
+from typing import Callable, Literal
 
 from PIL import Image
 
@@ -21,9 +21,6 @@ from .lora import ActiveAdapters, activate
 from .samplers import SamplerChoice, build_scheduler
 from .upscalers import Upscalers
 from .variation import initial_noise, needs_custom_noise
-
-if TYPE_CHECKING:  # extras.py imports this module
-    from .extras import ExtrasSpec
 
 Kind = Literal["txt2img", "img2img", "inpaint", "upscale"]
 
@@ -45,7 +42,9 @@ class BatchKey:
     denoising_strength: float | None = None
     adapters: ActiveAdapters = ()  # LoRA (name, weight) pairs active for this call
     hires: HiresSpec | None = None  # txt2img only: the hires fix's second pass
-    extras: ExtrasSpec | None = None  # kind "upscale": the extras spec
+    # kind "upscale": the extras spec (engine/extras.py's ExtrasSpec; typed `object` because
+    # extras.py imports this module and tests/inference/test_layers.py forbids import cycles)
+    extras: object | None = None
     inpainting_fill: int = 1  # inpaint: 0 fill, 1 original, 2 latent noise, 3 latent nothing
 
 
