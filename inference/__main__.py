@@ -14,7 +14,11 @@ from .config import ModelSettings, ServerSettings, env_name, flag_name, is_list_
 
 COMMANDS: dict[str, tuple[type[BaseModel], str]] = {
     "serve": (ServerSettings, "serve the HTTP API and the web playground"),
-    "download": (ModelSettings, "prefetch into the cache exactly the files `serve` will load, for the same --device/--dtype (the Deployment's init container)"),
+    "download": (
+        ModelSettings,
+        "prefetch into the cache exactly the files `serve` will load, for the same --device/--dtype"
+        " (the Deployment's init container)",
+    ),
 }
 
 
@@ -106,11 +110,14 @@ def download(settings: ModelSettings) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     command, settings = parse(argv)
-    if command == "download":
+    # parse() validated with COMMANDS[command]'s settings class; the isinstance checks say so to the type checker.
+    if command == "download" and isinstance(settings, ModelSettings):
         return download(settings)
-    from .server import serve
+    if command == "serve" and isinstance(settings, ServerSettings):
+        from .server import serve
 
-    return serve(settings)
+        return serve(settings)
+    raise AssertionError(f"parse() returned {type(settings).__name__} for {command!r}")
 
 
 if __name__ == "__main__":

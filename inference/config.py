@@ -141,7 +141,10 @@ class ServerSettings(ModelSettings):
         10.0, gt=0, le=300, description="a request's headers must arrive within this long, or the connection is closed (408)"
     )
     body_timeout_seconds: float = Field(
-        60.0, gt=0, le=3600, description="a request's body must arrive within this long after its headers, or the connection is closed (408)"
+        60.0,
+        gt=0,
+        le=3600,
+        description="a request's body must arrive within this long after its headers, or the connection is closed (408)",
     )
     max_width: int = Field(2048, ge=64, description="largest width accepted")
     max_height: int = Field(2048, ge=64, description="largest height accepted")

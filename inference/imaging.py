@@ -112,14 +112,15 @@ def fit(image: Image.Image, width: int, height: int, resize_mode: int = 0) -> Im
         return image
     if resize_mode == 1:
         scale = max(width / image.width, height / image.height)
-        resized = image.resize((max(width, round(image.width * scale)), max(height, round(image.height * scale))), Image.LANCZOS)
+        size = (max(width, round(image.width * scale)), max(height, round(image.height * scale)))
+        resized = image.resize(size, Image.Resampling.LANCZOS)
         left = (resized.width - width) // 2
         top = (resized.height - height) // 2
         return resized.crop((left, top, left + width, top + height))
     if resize_mode == 2:
         scale = min(width / image.width, height / image.height)
-        inner = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.LANCZOS)
-        canvas = image.resize((width, height), Image.LANCZOS)  # stretched background as fill
+        inner = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.LANCZOS)
+        canvas = image.resize((width, height), Image.Resampling.LANCZOS)  # stretched background as fill
         canvas.paste(inner, ((width - inner.width) // 2, (height - inner.height) // 2))
         return canvas
-    return image.resize((width, height), Image.LANCZOS)
+    return image.resize((width, height), Image.Resampling.LANCZOS)

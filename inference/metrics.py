@@ -60,5 +60,6 @@ class Metrics:
     def request_rejected(self) -> None:
         self.rejected.inc()
 
-    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.request_latency.labels(route=route, method=method, status=str(status)).observe(seconds)
+    def observe_request(self, route: str, method: str, status: str, seconds: float) -> None:
+        """`status`: the status label (api/middleware.py's status_label)."""
+        self.request_latency.labels(route=route, method=method, status=status).observe(seconds)

@@ -23,7 +23,7 @@ import resource
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import FrameType
 
 import uvicorn
@@ -53,7 +53,7 @@ class GracefulServer(uvicorn.Server):
         config: uvicorn.Config,
         *,
         begin_drain: Callable[[], None],
-        drained: Callable[[], object],
+        drained: Callable[[], Awaitable[None]],
         drain_timeout: float | None = None,
     ):
         super().__init__(config)

@@ -181,7 +181,9 @@ class StableDiffusionSettings(ConfigModel):
     queue_size: Annotated[int, Field(ge=1)] = 32
     """Requests waiting or running per replica (`SD_QUEUE_SIZE`)."""
     compile: Literal["auto", "off", "max"] = "auto"
-    """The fast path (`SD_COMPILE`): `auto` compiles the UNet and VAE decoder with CUDA graphs on a GPU and warms every batch size before ready (eager on a CPU), `max` adds max-autotune (a slower first start), `off` serves eager; compiled code is cached on the model cache volume."""
+    """The fast path (`SD_COMPILE`): `auto` compiles the UNet and VAE decoder with CUDA graphs on a GPU and warms
+    every batch size before ready (eager on a CPU), `max` adds max-autotune (a slower first start), `off` serves
+    eager; compiled code is cached on the model cache volume."""
     cors_origins: list[Annotated[str, Field(min_length=1)]] = []
     """Origins allowed to call the API from a browser (`SD_CORS_ORIGINS`); StableStudio's is added when it is enabled."""
     termination_grace_period_seconds: Annotated[int, Field(ge=30, le=3600)] = 300

@@ -18,6 +18,7 @@ for ever. Here:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -81,8 +82,8 @@ class GuardedH11Protocol(H11Protocol):
 
     limits: ConnectionLimits  # set by `guarded_protocol`
 
-    def connection_made(self, transport) -> None:  # type: ignore[override]
-        self._read_timer = None
+    def connection_made(self, transport) -> None:
+        self._read_timer: asyncio.TimerHandle | None = None
         self._reading: str | None = None  # "headers", "body" or None (not reading a request)
         self._waiting_since = time.monotonic()
         super().connection_made(transport)
@@ -149,7 +150,11 @@ class GuardedH11Protocol(H11Protocol):
         other connection has a request in progress."""
         waiting = [
             other for other in self.connections
-            if other is not self and getattr(other, "_reading", None) == "headers" and not other.transport.is_closing()
+            # The server's connections include other protocols (websockets); only ours read with a timer.
+            if other is not self
+            and isinstance(other, GuardedH11Protocol)
+            and other._reading == "headers"
+            and not other.transport.is_closing()
         ]
         if not waiting:
             return False

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -116,7 +117,7 @@ def a1111_response(error: ServiceError) -> JSONResponse:
 
 
 def openai_error(status: int, message: str, *, kind: str, param: str | None = None, code: str | None = None,
-                 headers: dict[str, str] | None = None) -> JSONResponse:
+                 headers: Mapping[str, str] | None = None) -> JSONResponse:
     body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
     return JSONResponse(body, status_code=status, headers=headers)
 

@@ -155,7 +155,7 @@ async def generate_images(
     fields: dict[str, Any] = {}
     if body.model and body.model not in OPENAI_MODEL_NAMES:  # OpenAI's own names mean "the current one"
         try:
-            fields["override_settings"] = {"sd_model_checkpoint": runtime.registry.resolve(body.model)}
+            fields["override_settings"] = {"sd_model_checkpoint": runtime.require_registry().resolve(body.model)}
         except ModelNotFound as error:
             raise InvalidInput("model", str(error), body.model) from None
     width, height = _size(body.size)
@@ -212,4 +212,4 @@ async def list_models(runtime: RuntimeDep) -> dict[str, Any]:
 async def get_model(model_id: str, runtime: RuntimeDep) -> dict[str, Any]:
     runtime.require_started()
     # An unknown id raises ModelNotFound: OpenAI's 404 `model_not_found`.
-    return _model_entry(runtime.registry.resolve(model_id))
+    return _model_entry(runtime.require_registry().resolve(model_id))

@@ -39,7 +39,7 @@ def _a1111(description: str) -> dict[str, Any]:
 
 
 # Answered by the layers in front of every route (auth, body size), in A1111's shape.
-_FRONT = {
+_FRONT: dict[int | str, dict[str, Any]] = {
     401: _a1111("no or wrong credentials (with --auth-file)"),
     413: _a1111("the body is larger than --max-body-bytes, has more than 100,000 values or is nested more than 64 levels"),
 }

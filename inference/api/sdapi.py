@@ -69,7 +69,7 @@ class ProgressResponse(BaseModel):
     progress: float = Field(description="0..1 of the running batch")
     eta_relative: float = Field(description="estimated seconds left")
     state: ProgressState
-    current_image: str | None = Field(None, description="live previews are not produced: always null")
+    current_image: str | None = Field(default=None, description="live previews are not produced: always null")
     textinfo: str | None = None
 
 
@@ -162,6 +162,7 @@ async def png_info(body: PngInfoRequest) -> PngInfoResponse:
     items = {
         key: value
         for key, value in (image.info or {}).items()
-        if key not in _IGNORED_INFO_KEYS and isinstance(value, (str, int, float))
+        # PIL's info keys may be tuples (a decoder's own fields); only named chunks are items.
+        if isinstance(key, str) and key not in _IGNORED_INFO_KEYS and isinstance(value, (str, int, float))
     }
     return PngInfoResponse(info=text, items=items, parameters=parse_infotext(text) if text else {})

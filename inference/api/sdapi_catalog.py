@@ -33,7 +33,7 @@ async def sd_models(runtime: RuntimeDep) -> list[dict[str, Any]]:
     runtime.require_started()
     entries = []
     for ref in runtime.checkpoints():
-        loaded = runtime.registry.loaded(ref.name)
+        loaded = runtime.require_registry().loaded(ref.name)
         entries.append(
             {
                 "title": ref.title,

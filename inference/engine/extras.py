@@ -44,10 +44,12 @@ class ExtrasSpec:
 
 def run_extras(upscalers: Upscalers, key: BatchKey, tasks: list[ImageTask], on_step) -> list[Image.Image]:
     """The batch runner for kind "upscale" (called on the batcher's worker thread)."""
-    spec: ExtrasSpec = key.extras
+    spec = key.extras
+    assert isinstance(spec, ExtrasSpec), "a batch of kind 'upscale' carries its ExtrasSpec"
     results: list[Image.Image] = []
     for index, task in enumerate(tasks):
         image = task.init_image
+        assert image is not None, "an upscale task carries its image"
         width, height = spec.target(image)
         upscaled = upscalers.upscale(image, spec.upscaler_1, width, height)
         if spec.upscaler_2 != "None" and spec.visibility_2 > 0:

@@ -42,7 +42,9 @@ class BatchKey:
     denoising_strength: float | None = None
     adapters: ActiveAdapters = ()  # LoRA (name, weight) pairs active for this call
     hires: HiresSpec | None = None  # txt2img only: the hires fix's second pass
-    extras: object | None = None  # kind "upscale": the extras spec (engine/extras.py)
+    # kind "upscale": the extras spec (engine/extras.py's ExtrasSpec; typed `object` because
+    # extras.py imports this module and tests/inference/test_layers.py forbids import cycles)
+    extras: object | None = None
     inpainting_fill: int = 1  # inpaint: 0 fill, 1 original, 2 latent noise, 3 latent nothing
 
 
@@ -137,23 +139,24 @@ def run_batch(
             # generator then goes on as it would have (ancestral samplers' noise).
             shape = (pipe.unet.config.in_channels, key.height // pipe.vae_scale_factor, key.width // pipe.vae_scale_factor)
             arguments["latents"] = torch.cat(
-                [initial_noise(t, g, shape, pipe.unet.dtype) for t, g in zip(tasks, generators)]
+                [initial_noise(t, g, shape, pipe.unet.dtype) for t, g in zip(tasks, generators, strict=True)]
             ).to(pipe.device)
     else:
         arguments.update(image=[t.init_image for t in tasks], strength=pipeline_strength(key))
     if key.kind == "inpaint":
         inputs = [pipeline_input(t, key.width, key.height) for t in tasks]
         masks = [i.mask for i in inputs]
-        arguments.update(image=[i.image for i in inputs], mask_image=masks, width=key.width, height=key.height)
+        regions = [i.image for i in inputs]
+        arguments.update(image=regions, mask_image=masks, width=key.width, height=key.height)
         if key.inpainting_fill in (2, 3) and pipe.unet.config.in_channels == 4:
-            filled = latent_fill(pipe, arguments["image"], masks, [t.seed for t in tasks], key.inpainting_fill)
+            filled = latent_fill(pipe, regions, masks, [t.seed for t in tasks], key.inpainting_fill)
             arguments.update(image=filled, masked_image_latents=filled)
     with torch.inference_mode():
         images = pipe(**arguments).images
     if key.kind == "inpaint":
         # As A1111 does: only the masked part is repainted; the rest is the init image,
         # pixel for pixel (the VAE round trip would otherwise blur it).
-        images = [paste_back(image, task, given) for image, task, given in zip(images, tasks, inputs)]
+        images = [paste_back(image, task, given) for image, task, given in zip(images, tasks, inputs, strict=True)]
     if hires is not None:
         if progress.interrupted:  # A1111 returns the first pass when stopped there
             images = decode_latents(pipe, images) if latent_first_pass else images

@@ -77,8 +77,8 @@ def pipeline_input(task: Any, width: int, height: int) -> InpaintInput:
     if task.inpaint_region is None:
         return InpaintInput(task.init_image, task.mask, None)
     region = task.inpaint_region
-    image = task.init_image.crop(region).resize((width, height), Image.LANCZOS)
-    mask = task.mask.crop(region).resize((width, height), Image.LANCZOS)
+    image = task.init_image.crop(region).resize((width, height), Image.Resampling.LANCZOS)
+    mask = task.mask.crop(region).resize((width, height), Image.Resampling.LANCZOS)
     return InpaintInput(image, mask, region)
 
 
@@ -88,7 +88,7 @@ def paste_back(result: Image.Image, task: Any, prepared: InpaintInput) -> Image.
     if prepared.region is not None:
         x1, y1, x2, y2 = prepared.region
         canvas = task.init_image.convert(result.mode).copy()
-        canvas.paste(result.resize((x2 - x1, y2 - y1), Image.LANCZOS), (x1, y1))
+        canvas.paste(result.resize((x2 - x1, y2 - y1), Image.Resampling.LANCZOS), (x1, y1))
         result = canvas
     return Image.composite(result, task.init_image.convert(result.mode), task.mask)
 
@@ -107,11 +107,12 @@ def latent_fill(pipe: Any, images: list[Image.Image], masks: list[Image.Image], 
         if upcast:
             vae.to(torch.float32)
         try:
-            for image, mask, seed in zip(images, masks, seeds):
+            for image, mask, seed in zip(images, masks, seeds, strict=True):
                 pixels = pipe.image_processor.preprocess(image).to(vae.device, dtype)
                 latent = vae.encode(pixels).latent_dist.mode() * vae.config.scaling_factor
                 size = (latent.shape[3], latent.shape[2])
-                masked = np.around(np.asarray(mask.convert("L").resize(size, Image.LANCZOS), dtype=np.float32) / 255)
+                coverage = np.asarray(mask.convert("L").resize(size, Image.Resampling.LANCZOS), dtype=np.float32) / 255
+                masked = coverage.round()
                 nmask = torch.from_numpy(masked).to(latent.device, latent.dtype)
                 if mode == 2:
                     noise = torch.randn(latent.shape, generator=torch.Generator("cpu").manual_seed(seed), dtype=latent.dtype)

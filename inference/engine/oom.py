@@ -86,10 +86,12 @@ def run_halving_on_oom(
         try:
             made = attempt([part[place] for place in live])
         except GenerationInterrupted as stop:
-            for place, image in zip(live, stop.images):
+            # An interrupt's partial results may stop short of `live` (run_extras stops
+            # after the image it was on); the places after them stay None.
+            for place, image in zip(live, stop.images, strict=False):
                 images[place] = image
             raise GenerationInterrupted(images) from None
-        for place, image in zip(live, made):
+        for place, image in zip(live, made, strict=True):
             images[place] = image
         return images
 

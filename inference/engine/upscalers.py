@@ -27,11 +27,11 @@ log = logging.getLogger(__name__)
 # A1111's resampling upscalers. "None" resizes with Lanczos to the target size, as
 # A1111's images.resize_image does after an upscaler that changes nothing.
 RESAMPLING: dict[str, int] = {
-    "None": Image.LANCZOS,
-    "Lanczos": Image.LANCZOS,
-    "Nearest": Image.NEAREST,
-    "Bicubic": Image.BICUBIC,
-    "Bilinear": Image.BILINEAR,
+    "None": Image.Resampling.LANCZOS,
+    "Lanczos": Image.Resampling.LANCZOS,
+    "Nearest": Image.Resampling.NEAREST,
+    "Bicubic": Image.Resampling.BICUBIC,
+    "Bilinear": Image.Resampling.BILINEAR,
 }
 BUILTIN_UPSCALER = "builtin:tiny-upscaler"
 _WEIGHT_SUFFIXES = (".safetensors", ".pth")
@@ -251,6 +251,8 @@ class Upscalers:
     def network(self, name: str):
         with self._lock:
             if name not in self._networks:
+                if self.cache_dir is None:  # a programming error: Runtime always passes one
+                    raise ValueError(f"upscaler {name!r}: learned upscalers need Upscalers(cache_dir=...)")
                 path = fetch_upscaler(self.specs[name], Path(self.cache_dir))
                 network = load_network(path)
                 if self.device is not None:
@@ -271,7 +273,7 @@ class Upscalers:
                 image = _apply(network, image)
                 if image.size == before:  # a x1 network: one pass
                     break
-            return image if image.size == (width, height) else image.resize((width, height), Image.LANCZOS)
+            return image if image.size == (width, height) else image.resize((width, height), Image.Resampling.LANCZOS)
         if image.size == (width, height):
             return image
         return image.resize((width, height), RESAMPLING[name])

@@ -116,7 +116,7 @@ class ExtrasService:
 
 
 async def _submit(runtime: Runtime, key: BatchKey, tasks: list[ImageTask], is_disconnected: DisconnectCheck):
-    job = asyncio.ensure_future(runtime.batcher.submit(key, tasks))
+    job = asyncio.ensure_future(runtime.require_batcher().submit(key, tasks))
     while True:
         done, _ = await asyncio.wait({job}, timeout=DISCONNECT_POLL_SECONDS)
         if done:

@@ -18,7 +18,7 @@ import anyio
 from PIL import Image, ImageFilter, ImageOps
 
 from ..config import ServerSettings
-from ..engine.generate import BatchKey, ImageTask
+from ..engine.generate import BatchKey, ImageTask, Kind
 from ..engine.hires import LATENT_UPSCALE_MODES, HiresSpec
 from ..engine.inpaint import crop_region, fill_masked
 from ..engine.loading import LoadedModel
@@ -202,7 +202,7 @@ class GenerationService:
                     raise InvalidInput("hr_prompt", str(error), req.hr_prompt) from None
             hr_negative_prompt = req.hr_negative_prompt or None
 
-        kind = "txt2img"
+        kind: Kind = "txt2img"
         init_images: list[Image.Image | None] = [None]
         mask = None
         strength = None
@@ -210,16 +210,17 @@ class GenerationService:
         region = None
         if isinstance(req, Img2ImgRequest):
             decoded = decoded or self.decode_images(req)
-            init_images = [fit(image, width, height, req.resize_mode) for image in decoded.init_images]
+            fitted = [fit(image, width, height, req.resize_mode) for image in decoded.init_images]
             mask = self._mask(req, decoded.mask, width, height)
             kind = "inpaint" if mask is not None else "img2img"
             strength = req.denoising_strength
             if mask is not None:
                 fill = req.inpainting_fill
                 if fill == 0:
-                    init_images = [fill_masked(image, mask) for image in init_images]
+                    fitted = [fill_masked(image, mask) for image in fitted]
                 if req.inpaint_full_res:
                     region = crop_region(mask, req.inpaint_full_res_padding, width, height)
+            init_images = list(fitted)
 
         key = BatchKey(
             model=model.name,
@@ -277,7 +278,7 @@ class GenerationService:
             except UnknownUpscalerError as error:
                 latent = ", ".join(LATENT_UPSCALE_MODES)
                 raise InvalidInput("hr_upscaler", f"{error}, {latent}", upscaler) from None
-        if req.hr_checkpoint_name and self.runtime.registry.resolve(req.hr_checkpoint_name) != model.name:
+        if req.hr_checkpoint_name and self.runtime.require_registry().resolve(req.hr_checkpoint_name) != model.name:
             raise InvalidInput(
                 "hr_checkpoint_name", "a second checkpoint for the hires pass is not supported; leave it empty",
                 req.hr_checkpoint_name,
@@ -316,7 +317,7 @@ class GenerationService:
         work), and only then, on worker threads, decoding the images and loading a
         checkpoint the request names, so a request that is refused never loads one."""
         checkpoint = self._checkpoint_for(req)
-        loaded = self.runtime.registry.loaded(checkpoint)
+        loaded = self.runtime.require_registry().loaded(checkpoint)
         self.validate(req, loaded)
         size = _output_size(req, loaded)
         async with self.runtime.admission.slot():
@@ -334,8 +335,9 @@ class GenerationService:
     def _respond(self, req: GenerationRequest, model: LoadedModel, prepared: Prepared, result: JobResult) -> GenerationResponse:
         """The response with its PNGs encoded (on a worker thread), and the history entry."""
         response = self.describe(req, model, prepared, result.images, interrupted=result.interrupted)
-        if req.save_images and self.history is not None:
-            self._remember(req, model, prepared, result.images, response)
+        history = self.history
+        if req.save_images and history is not None:
+            self._remember(history, req, model, prepared, result.images, response)
         return response
 
     async def _off_loop(self, function, *args, **kwargs):
@@ -355,7 +357,7 @@ class GenerationService:
 
     async def _submit_watching_disconnect(self, prepared: Prepared, is_disconnected: DisconnectCheck) -> JobResult:
         """Submit to the batcher; if the client goes away first, cancel its work."""
-        job = asyncio.ensure_future(self.runtime.batcher.submit(prepared.key, prepared.tasks))
+        job = asyncio.ensure_future(self.runtime.require_batcher().submit(prepared.key, prepared.tasks))
         while True:
             done, _ = await asyncio.wait({job}, timeout=DISCONNECT_POLL_SECONDS)
             if done:
@@ -368,7 +370,15 @@ class GenerationService:
                     pass
                 raise ClientDisconnected("the client closed the request")
 
-    def _remember(self, req, model, prepared: Prepared, images: list[Image.Image], response: GenerationResponse) -> None:
+    def _remember(
+        self,
+        history: GenerationHistory,
+        req,
+        model,
+        prepared: Prepared,
+        images: list[Image.Image],
+        response: GenerationResponse,
+    ) -> None:
         encoded = response.images
         if not encoded and images:  # send_images: false still saves, as A1111 does
             encoded = [
@@ -377,7 +387,7 @@ class GenerationService:
             ]
         hires = prepared.key.hires
         width, height = (hires.width, hires.height) if hires is not None else (prepared.key.width, prepared.key.height)
-        self.history.add(encoded, prepared.seeds, width, height)
+        history.add(encoded, prepared.seeds, width, height)
 
     def describe(
         self,

@@ -37,7 +37,8 @@ class GenerationHistory:
             return
         now = time.time()
         with self._lock:
-            for image, seed in zip(images, seeds):
+            # An interrupted request saves the images it has, fewer than its seeds.
+            for image, seed in zip(images, seeds, strict=False):
                 self._counter += 1
                 # A1111's own file naming: a running number and the seed.
                 name = f"{self._counter:05d}-{seed}.png"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InvalidInput, ModelNotFound
-from ..serving.batcher import Progress
+from ..serving.batcher import Batcher, Progress
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -155,21 +155,23 @@ class A1111State:
 
     def interrupt(self) -> None:
         """Stops the running batch's requests (A1111 does nothing when nothing runs)."""
-        if self._mark_running("interrupted_batch"):
-            self.runtime.batcher.interrupt()
+        batcher = self._mark_running("interrupted_batch")
+        if batcher is not None:
+            batcher.interrupt()
 
     def skip(self) -> None:
         """Stops the running pipeline call; its requests go on with their next batch."""
-        if self._mark_running("skipped_batch"):
-            self.runtime.batcher.skip()
+        batcher = self._mark_running("skipped_batch")
+        if batcher is not None:
+            batcher.skip()
 
-    def _mark_running(self, flag: str) -> bool:
-        """Records which batch was stopped; False when nothing runs."""
+    def _mark_running(self, flag: str) -> Batcher | None:
+        """Records which batch was stopped; the batcher running it, None when nothing runs."""
         batcher = self.runtime.batcher
         if batcher is None or not batcher.progress.active:
-            return False
+            return None
         setattr(self, flag, batcher.progress.started_at)
-        return True
+        return batcher
 
     def progress(self) -> ProgressReport:
         batcher = self.runtime.batcher

@@ -212,6 +212,18 @@ class Runtime:
         if self.warmup.active:
             raise NotReady(f"the model is warming up ({self.warmup.done} of {self.warmup.total} shapes)")
 
+    def require_registry(self) -> ModelRegistry:
+        """The model registry; NotReady before the model load has begun (start-up)."""
+        if self.registry is None:
+            raise NotReady("the model is still loading")
+        return self.registry
+
+    def require_batcher(self) -> Batcher:
+        """The batcher; NotReady before start() made it."""
+        if self.batcher is None:
+            raise NotReady("the server is still starting")
+        return self.batcher
+
     def checkpoints(self) -> list[ModelRef]:
         """Every checkpoint offered, loaded or not (first: the server's default)."""
         return model_refs(self.settings.model, self.settings.revision)
@@ -223,19 +235,26 @@ class Runtime:
         """A checkpoint's name by any of its client-facing names (None: the current one),
         without loading it. ModelNotFound names the choices."""
         self.require_started()
-        return self.current_model if wanted is None else self.registry.resolve(wanted)
+        return self.current_model if wanted is None else self.require_registry().resolve(wanted)
 
     async def load(self, name: str) -> LoadedModel:
         """The checkpoint, loaded on a worker thread if it is not in memory."""
-        return self.registry.loaded(name) or await asyncio.to_thread(self.registry.get, name)
+        registry = self.require_registry()
+        model = registry.loaded(name)
+        if model is None:
+            model = await asyncio.to_thread(registry.get, name)
+        return model
 
     async def model_named(self, wanted: str | None) -> LoadedModel:
         """A checkpoint by any of its client-facing names (None: the current one), loading
         it on a worker thread if needed. ModelNotFound names the choices."""
         self.require_started()
-        name = self.current_model if wanted is None else self.registry.resolve(wanted)
-        model = self.registry.loaded(name)
-        return model or await asyncio.to_thread(self.registry.get, name)
+        registry = self.require_registry()
+        name = self.current_model if wanted is None else registry.resolve(wanted)
+        model = registry.loaded(name)
+        if model is None:
+            model = await asyncio.to_thread(registry.get, name)
+        return model
 
     async def select_model(self, wanted: str) -> LoadedModel:
         """Make a checkpoint the current one (POST /sdapi/v1/options), loading it first."""

@@ -84,7 +84,9 @@ class GenerationRequest(NullMeansDefault):
     styles: list[str] = Field(default_factory=list, description="accepted for compatibility; no styles are stored")
     seed: int = Field(-1, ge=-1, le=2**32 - 1, description="-1 picks a random seed; image i uses seed + i")
     subseed: int = Field(-1, ge=-1, le=2**32 - 1, description="variation seed; -1 picks one at random")
-    subseed_strength: float = Field(0.0, ge=0, le=1, description="0: the seed's image, 1: the subseed's; in between a slerp of their noises")
+    subseed_strength: float = Field(
+        0.0, ge=0, le=1, description="0: the seed's image, 1: the subseed's; in between a slerp of their noises"
+    )
     seed_resize_from_w: int = Field(-1, ge=-1, description="draw the seed's noise at this width (>0 with seed_resize_from_h)")
     seed_resize_from_h: int = Field(-1, ge=-1, description="draw the seed's noise at this height")
     sampler_name: str | None = Field(None, description="A1111 sampler name, see GET /sdapi/v1/samplers")
@@ -123,7 +125,9 @@ class Txt2ImgRequest(GenerationRequest):
     hr_scale: float = Field(2.0, gt=0, le=8, description="hires size = size x hr_scale (unless hr_resize_x/y are set)")
     hr_resize_x: int = Field(0, ge=0, description="hires width; 0: from hr_resize_y's aspect, or hr_scale")
     hr_resize_y: int = Field(0, ge=0, description="hires height; 0: from hr_resize_x's aspect, or hr_scale")
-    hr_upscaler: str | None = Field(None, description="Latent (default), Latent (nearest), ... or an image upscaler of GET /sdapi/v1/upscalers")
+    hr_upscaler: str | None = Field(
+        None, description="Latent (default), Latent (nearest), ... or an image upscaler of GET /sdapi/v1/upscalers"
+    )
     hr_second_pass_steps: int = Field(0, ge=0, description="steps of the second pass; 0: the same as steps")
     hr_sampler_name: str | None = Field(None, description="sampler of the second pass; default: sampler_name")
     hr_scheduler: str | None = None
@@ -143,7 +147,9 @@ class Img2ImgRequest(GenerationRequest):
     mask_blur: int = Field(4, ge=0, le=64)
     mask_blur_x: int | None = None
     mask_blur_y: int | None = None
-    inpainting_fill: int = Field(0, ge=0, le=3, description="masked area starts from: 0 fill, 1 original, 2 latent noise, 3 latent nothing")
+    inpainting_fill: int = Field(
+        0, ge=0, le=3, description="masked area starts from: 0 fill, 1 original, 2 latent noise, 3 latent nothing"
+    )
     inpaint_full_res: bool = Field(True, description="inpaint only the masked region, at full resolution, pasted back")
     inpaint_full_res_padding: int = Field(0, ge=0, le=1024, description="pixels of context around the masked region")
     inpainting_mask_invert: int = Field(0, ge=0, le=1, description="1: repaint the black part of the mask")

@@ -18,7 +18,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..engine.generate import (
     BatchKey,
@@ -283,7 +283,8 @@ class Batcher:
         except Exception as error:  # the batch fails, the server goes on
             failure = _as_failure(error)
         except asyncio.CancelledError as error:
-            if asyncio.current_task().cancelling():
+            worker = asyncio.current_task()  # this coroutine runs as the worker task
+            if worker is not None and worker.cancelling():
                 raise  # close() is stopping the worker
             # Raised inside the pipeline call, on its thread: that is a failed batch like
             # any other, not a reason for the worker to stop (every admitted request would
@@ -297,6 +298,7 @@ class Batcher:
                 self._observer.batch_failed(batch.size, failure.kind)
         else:
             self._planner.record_speed(seconds, batch.size)
+            assert images is not None  # no failure: the call returned its images, or an interrupt its partial ones
             if self._observer is not None:
                 # Steps per image: all of them unless stopped early (the runner may not
                 # report progress, e.g. a wrapped runner in tests), else as far as it got.
@@ -385,6 +387,7 @@ class _PipelineThread:
     def _serve(self) -> None:
         while True:
             future, function, args = self._calls.get()
+            outcome: tuple[Any, BaseException | None]
             try:
                 outcome = (function(*args), None)
             except BaseException as error:  # handed to the loop: the batch fails, not the thread

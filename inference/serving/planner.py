@@ -203,7 +203,9 @@ class BatchPlanner:
         """
         self._last_batch_ended = now
         if images is not None:
-            for (job, index), image in zip(batch.picks, images):
+            # An interrupt's partial results may stop short of the picks; the picks
+            # after them get no image.
+            for (job, index), image in zip(batch.picks, images, strict=False):
                 if image is None:
                     continue  # left out of an out-of-memory retry: its request was cancelled
                 job.results[index] = image

@@ -52,9 +52,9 @@ class ServerProcess:
     def __enter__(self) -> "ServerProcess":
         try:
             wait_ready(self.url, process=self.process)
-        except Exception:
+        except Exception as error:
             self.stop()
-            raise RuntimeError(f"server did not start:\n{self.log()}")
+            raise RuntimeError(f"server did not start:\n{self.log()}") from error
         return self
 
     def __exit__(self, *exc) -> None:

@@ -141,7 +141,9 @@ def test_long_passwords_and_huge_authorization_headers_are_401_not_500(auth_serv
     # Past the 64 KiB request-head limit h11 refuses the request itself: a 400 (or the
     # connection closed while the client still writes), never a 5xx.
     try:
-        status = _call(auth_server, "GET", "/sdapi/v1/options", headers={"Authorization": _basic("admin", "x" * 100_000)}).status_code
+        status = _call(
+            auth_server, "GET", "/sdapi/v1/options", headers={"Authorization": _basic("admin", "x" * 100_000)}
+        ).status_code
     except httpx.TransportError:
         status = None
     assert status in (400, 401, None)

@@ -33,7 +33,8 @@ def test_concurrent_requests_are_batched_and_match_images_made_alone(cache_dir):
     gate = Gate()
     with gated_server(cache_dir, gate, max_batch_size=4, batch_window_ms=0) as client:
         alone = [
-            _pixels(client.post("/v1/txt2img", json={"prompt": p, "seed": s, **SMALL})) for p, s in zip(PROMPTS, SEEDS)
+            _pixels(client.post("/v1/txt2img", json={"prompt": p, "seed": s, **SMALL}))
+            for p, s in zip(PROMPTS, SEEDS, strict=True)
         ]
         assert gate.batch_sizes == [1, 1, 1]
 
@@ -44,7 +45,7 @@ def test_concurrent_requests_are_batched_and_match_images_made_alone(cache_dir):
             wait_until(gate.entered.is_set, "the blocker to reach the pipeline")
             batched = [
                 pool.submit(client.post, "/v1/txt2img", json={"prompt": p, "seed": s, **SMALL})
-                for p, s in zip(PROMPTS, SEEDS)
+                for p, s in zip(PROMPTS, SEEDS, strict=True)
             ]
             wait_until(lambda: metric(client, "sd_queue_waiting") == 3, "three queued requests")
             gate.open()

@@ -3,7 +3,6 @@ SDK (images.generate, models.list) and `webuiapi` (an AUTOMATIC1111 client)."""
 
 from __future__ import annotations
 
-import base64
 import io
 import threading
 import time

@@ -161,7 +161,9 @@ def test_an_openai_size_of_thousands_of_digits_is_a_400_naming_size(server, clie
 def test_deep_json_in_script_args_is_a_4xx_before_generating(server, client):
     generated = metric(client, "sd_images_generated_total")
     for depth, status in ((40, 422), (500, 413), (100_000, 400)):
-        content = ('{"prompt": "p", "width": 64, "height": 64, "steps": 2, "script_args": %s}' % ("[" * depth + "]" * depth)).encode()
+        content = (
+            '{"prompt": "p", "width": 64, "height": 64, "steps": 2, "script_args": %s}' % ("[" * depth + "]" * depth)
+        ).encode()
         response, _ = hostile(server, client, "POST", "/sdapi/v1/txt2img", content=content)
         assert response.status_code == status, (depth, response.text[:300])
         if depth < 100_000:
@@ -217,11 +219,15 @@ def test_decompression_bombs_are_a_422_naming_the_image(server, client, init_ima
 def test_compressed_tiffs_are_refused_without_decoding(server, client):
     tiff = _encoded(Image.new("1", (4000, 4000)), "TIFF", compression="group4")  # 982 bytes
     # More than --max-init-images (8): refused by count, before any is decoded.
-    response, _ = hostile(server, client, "POST", "/sdapi/v1/img2img", json_body={"prompt": "p", **SMALL, "init_images": [tiff] * 40})
+    response, _ = hostile(
+        server, client, "POST", "/sdapi/v1/img2img", json_body={"prompt": "p", **SMALL, "init_images": [tiff] * 40}
+    )
     assert response.status_code == 422
     assert "init_images" in error_text(response) and "limit is 8" in error_text(response)
     # Within the count: TIFF is not an accepted format.
-    response, _ = hostile(server, client, "POST", "/sdapi/v1/img2img", json_body={"prompt": "p", **SMALL, "init_images": [tiff] * 8})
+    response, _ = hostile(
+        server, client, "POST", "/sdapi/v1/img2img", json_body={"prompt": "p", **SMALL, "init_images": [tiff] * 8}
+    )
     assert response.status_code == 422
     assert "init_images.0" in error_text(response) and "PNG, JPEG" in error_text(response)
     still_serving(client)
@@ -241,7 +247,9 @@ def test_large_init_images_are_decoded_off_the_event_loop(server, client):
 
 
 def test_more_init_images_than_the_limit_is_a_422(server, client, init_image):
-    response, _ = hostile(server, client, "POST", "/v1/img2img", json_body={"prompt": "p", **SMALL, "init_images": [init_image] * 9})
+    response, _ = hostile(
+        server, client, "POST", "/v1/img2img", json_body={"prompt": "p", **SMALL, "init_images": [init_image] * 9}
+    )
     assert response.status_code == 422
     assert "init_images" in error_text(response)
     ok = client.post("/v1/img2img", json={"prompt": "p", **SMALL, "init_images": [init_image] * 8, "batch_size": 1})

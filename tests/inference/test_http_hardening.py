@@ -125,7 +125,11 @@ def test_cors_wildcard_never_allows_credentials(server):
     origin = "https://any-site.example"
     preflight = httpx.options(
         f"{server.url}/sdapi/v1/txt2img",
-        headers={"Origin": origin, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type,authorization"},
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type,authorization",
+        },
     )
     assert preflight.status_code == 200
     assert preflight.headers["access-control-allow-origin"] == "*"
@@ -204,7 +208,9 @@ def test_docs_and_playground_render_offline_under_the_policy(server):
                     route.abort()
 
             page.route("**/*", only_this_server)
-            page.on("console", lambda message: violations.append(message.text) if "Content Security Policy" in message.text else None)
+            page.on(
+                "console", lambda message: violations.append(message.text) if "Content Security Policy" in message.text else None
+            )
             page.goto(server.url + "/docs")
             page.wait_for_selector(".swagger-ui .info .title", timeout=60_000)
             page.wait_for_selector('.opblock-summary-path[data-path="/sdapi/v1/txt2img"]', state="attached", timeout=60_000)
@@ -252,7 +258,9 @@ def test_half_sent_requests_are_closed_and_healthz_keeps_answering(server):
         sock.sendall(b"POST /v1/txt2img HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n")
     body_started = [socket.create_connection((host, port)) for _ in range(10)]
     for sock in body_started:
-        sock.sendall(b"POST /sdapi/v1/options HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"a\":")
+        sock.sendall(
+            b'POST /sdapi/v1/options HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"a":'
+        )
     started = time.monotonic()
     latencies = _healthz_latencies(server.url, 20)
     assert statistics.median(latencies) < 0.1, latencies

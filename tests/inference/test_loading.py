@@ -51,7 +51,9 @@ def test_local_directory_and_hub_repo_id_load_the_same_pipeline(tiny_server, sav
     with ServerProcess("--model", str(saved_pipeline), cache_dir=cache_dir, log_path=tmp_path / "dir.log") as local:
         from_dir = _generate(local)
     # HF_HUB_OFFLINE=1 (set by ServerProcess): the repo id resolves in the cache only.
-    with ServerProcess("--model", "acme/tiny-sd", "--revision", COMMIT, cache_dir=hub_cache, log_path=tmp_path / "hub.log") as hub:
+    with ServerProcess(
+        "--model", "acme/tiny-sd", "--revision", COMMIT, cache_dir=hub_cache, log_path=tmp_path / "hub.log"
+    ) as hub:
         from_hub = _generate(hub)
         assert "StableDiffusionPipeline" in hub.log()
     # Same weights, same seed: the same pixels (the PNG text differs: it names the model).

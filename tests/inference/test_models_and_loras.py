@@ -94,9 +94,9 @@ def test_requests_with_different_adapters_are_never_batched_together(served):
     prompts = ["a fox <lora:ink:1>", "a fox", "a fox <lora:ink:1>", "a fox"]
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda p: _txt2img(client, p), prompts))
-    for prompt, response in zip(prompts, results):
+    for prompt, response in zip(prompts, results, strict=True):
         assert _pixels(response) == alone[prompt]
-    for key, batch_prompts in recorder.calls:
+    for _key, batch_prompts in recorder.calls:
         assert len(set(batch_prompts)) == 1  # one adapter set per pipeline call
     assert any(len(p) > 1 for _, p in recorder.calls), "the concurrent requests were batched"
 

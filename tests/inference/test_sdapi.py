@@ -3,13 +3,11 @@ catalogue routes, progress and interrupt, and the StableStudio history route."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 
 import httpx
 import numpy as np
-import pytest
 from PIL import Image
 
 from inference.infotext import parse_infotext
@@ -79,7 +77,9 @@ def test_options_reflect_the_model_and_refuse_an_unknown_checkpoint(tiny):
     ]
     assert models[0]["sha256"].startswith(models[0]["hash"]) and len(models[0]["hash"]) == 10
 
-    accepted = tiny.post("/sdapi/v1/options", json={"sd_model_checkpoint": "builtin:tiny", "samples_format": "png", "jpeg_quality": 80})
+    accepted = tiny.post(
+        "/sdapi/v1/options", json={"sd_model_checkpoint": "builtin:tiny", "samples_format": "png", "jpeg_quality": 80}
+    )
     assert accepted.status_code == 200 and accepted.json() is None
     assert tiny.get("/sdapi/v1/options").json()["jpeg_quality"] == 80
 
@@ -140,7 +140,9 @@ def test_catalogue_routes(tiny):
 def test_stablestudio_history_lists_saved_images_newest_first(slow_server):
     with httpx.Client(base_url=slow_server.url, timeout=60) as client:
         for seed in (100, 200):
-            response = client.post("/sdapi/v1/txt2img", json={"prompt": f"saved {seed}", "seed": seed, "save_images": True, **SMALL})
+            response = client.post(
+                "/sdapi/v1/txt2img", json={"prompt": f"saved {seed}", "seed": seed, "save_images": True, **SMALL}
+            )
             assert response.status_code == 200, response.text
         client.post("/sdapi/v1/txt2img", json={"prompt": "not saved", "seed": 300, **SMALL})
         history = client.post("/StableStudio/get-generated-images", json={"limit": 2}).json()
@@ -179,7 +181,9 @@ def test_progress_reports_steps_and_interrupt_returns_the_partial_images(slow_se
         idle = client.get("/sdapi/v1/progress").json()
         assert idle["progress"] == 0 and idle["state"]["job_count"] == 0 and idle["current_image"] is None
 
-        thread, outcome = _start(client, {"prompt": "long one", "seed": 8, "batch_size": 2, "width": 64, "height": 64, "steps": 40})
+        thread, outcome = _start(
+            client, {"prompt": "long one", "seed": 8, "batch_size": 2, "width": 64, "height": 64, "steps": 40}
+        )
         progress = _wait_for_step(client, 3)
         assert 0 < progress["progress"] < 0.5
         assert progress["state"]["sampling_steps"] == 40 and progress["eta_relative"] > 0

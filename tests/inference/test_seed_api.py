@@ -61,7 +61,9 @@ def test_batch_and_iterations_use_consecutive_seeds(tiny):
     assert len(info["infotexts"]) == 4
     # image 2 of the batch is the image a single request with seed 12 makes
     single = tiny.post("/v1/txt2img", json={"prompt": "kites", "seed": 12, **SMALL})
-    assert np.array_equal(np.asarray(decode_png(single.json()["images"][0])), np.asarray(decode_png(response.json()["images"][2])))
+    assert np.array_equal(
+        np.asarray(decode_png(single.json()["images"][0])), np.asarray(decode_png(response.json()["images"][2]))
+    )
 
 
 def test_png_parameters_chunk_round_trips(tiny):
