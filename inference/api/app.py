@@ -10,7 +10,8 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from ..config import ServerSettings
 from ..engine.oom import BatchRunner
-from ..service.generation import VERSION, GenerationService
+from ..service.describe import VERSION
+from ..service.generation import GenerationService
 from ..service.history import GenerationHistory, ImageUrlStore
 from ..service.options import A1111State
 from ..service.runtime import Runtime
