@@ -150,6 +150,15 @@ class ExtraModel(TypedDict):
     """Pinned revision (branch, tag or commit)."""
 
 
+class Upscaler(TypedDict):
+    """A learned (ESRGAN-family) upscaler for Extras and the hires fix (`SD_UPSCALER` entry `REPO_OR_DIR:NAME`)."""
+
+    repo: str
+    """Hugging Face repo id holding one `.safetensors` or `.pth` ESRGAN/RRDBNet network, or an absolute directory in the pod (e.g. under `/models`)."""
+    name: NotRequired[str]
+    """The name clients pick it by (`upscaler_1`, `hr_upscaler`): letters, digits, space, `.`, `_`, `+`, `-`, `()`; unique, and none of the resampling names (None, Lanczos, Nearest, Bicubic, Bilinear). Default: the repo's last part."""
+
+
 class StableDiffusionSettings(TypedDict):
     """Replicas, models and serving settings."""
 
@@ -161,6 +170,8 @@ class StableDiffusionSettings(TypedDict):
     """The default model."""
     extra_models: NotRequired[list[ExtraModel]]
     """More checkpoints the server can switch to (A1111 `sd_model_checkpoint`, OpenAI `model`), each `{model_hf_name, revision}`, loaded on first use."""
+    upscalers: NotRequired[list[Upscaler]]
+    """Learned upscalers offered by `/sdapi/v1/upscalers` besides the resampling ones, each `{repo, name}`; loaded on first use."""
     max_loaded_models: NotRequired[int]
     """Checkpoints kept in memory at once, the least recently used evicted (`SD_MAX_LOADED_MODELS`). Default: 1."""
     max_batch_size: NotRequired[int]

@@ -122,6 +122,11 @@ def lora_list(app: AppConfig) -> str:
     )
 
 
+def upscaler_list(app: AppConfig) -> str:
+    """`SD_UPSCALER`: `REPO_OR_DIR:NAME`, comma-separated (the name always given)."""
+    return ",".join(f"{u.repo}:{u.upscaler_name}" for u in app.stable_diffusion.upscalers)
+
+
 def _model_env(app: AppConfig) -> list[dict]:
     """What to load and where to cache it. The init container (`download`) and the server
     (`serve`) get exactly this list, so the server finds everything the init container
@@ -184,6 +189,8 @@ def _server_container(app: AppConfig, image: ImageRef, auth: Optional[Auth], tok
         {"name": "SD_DRAIN_TIMEOUT_SECONDS", "value": str(drain_timeout_seconds(settings.termination_grace_period_seconds))},
         {"name": "SD_COMPILE", "value": settings.compile},
     ]
+    if settings.upscalers:
+        env.append({"name": "SD_UPSCALER", "value": upscaler_list(app)})
     if settings.extra_models:
         env.append({"name": "SD_MAX_LOADED_MODELS", "value": str(settings.max_loaded_models)})
     if app.cors_origins:

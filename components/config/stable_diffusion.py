@@ -101,6 +101,25 @@ class ExtraModel(ConfigModel):
     """Pinned revision (branch, tag or commit)."""
 
 
+# Names the server keeps for its resampling upscalers (no weights); a learned one must differ.
+_RESAMPLING_UPSCALERS = ("None", "Lanczos", "Nearest", "Bicubic", "Bilinear")
+
+
+class Upscaler(ConfigModel):
+    """A learned (ESRGAN-family) upscaler for Extras and the hires fix (`SD_UPSCALER` entry `REPO_OR_DIR:NAME`)."""
+
+    repo: Annotated[str, AfterValidator(_check_lora_source)]
+    """Hugging Face repo id holding one `.safetensors` or `.pth` ESRGAN/RRDBNet network, or an absolute directory in the
+    pod (e.g. under `/models`)."""
+    name: Optional[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._+()-]*$", max_length=64)]] = None
+    """The name clients pick it by (`upscaler_1`, `hr_upscaler`): letters, digits, space, `.`, `_`, `+`, `-`, `()`;
+    unique, and none of the resampling names (None, Lanczos, Nearest, Bicubic, Bilinear). Default: the repo's last part."""
+
+    @property
+    def upscaler_name(self) -> str:
+        return self.name or self.repo.rstrip("/").rsplit("/", 1)[-1]
+
+
 class HuggingFaceModel(ConfigModel):
     """The default checkpoint, its token and cache, and the LoRA adapters."""
 
@@ -174,6 +193,9 @@ class StableDiffusionSettings(ConfigModel):
     extra_models: list[ExtraModel] = []
     """More checkpoints the server can switch to (A1111 `sd_model_checkpoint`, OpenAI `model`), each `{model_hf_name, revision}`,
     loaded on first use."""
+    upscalers: list[Upscaler] = []
+    """Learned upscalers offered by `/sdapi/v1/upscalers` besides the resampling ones, each `{repo, name}`; loaded on first
+    use."""
     max_loaded_models: Annotated[int, Field(ge=1, le=16)] = 1
     """Checkpoints kept in memory at once, the least recently used evicted (`SD_MAX_LOADED_MODELS`)."""
     max_batch_size: Annotated[int, Field(ge=1, le=64)] = 4
@@ -190,6 +212,17 @@ class StableDiffusionSettings(ConfigModel):
     """Time to finish in-flight generations on SIGTERM."""
     startup_failure_threshold: Annotated[int, Field(ge=6, le=1000)] = 90
     """Startup probe budget, x 10 s: big models load slowly."""
+
+    @model_validator(mode="after")
+    def _distinct_upscalers(self) -> "StableDiffusionSettings":
+        seen: set[str] = set()
+        for index, upscaler in enumerate(self.upscalers):
+            name = upscaler.upscaler_name
+            if name in seen or name in _RESAMPLING_UPSCALERS:
+                taken = "is used twice" if name in seen else "is a resampling upscaler's name"
+                raise PathError(("upscalers", index, "name"), f"upscaler name '{name}' {taken}; give it its own name")
+            seen.add(name)
+        return self
 
     @model_validator(mode="after")
     def _distinct_models(self) -> "StableDiffusionSettings":

@@ -220,3 +220,24 @@ def test_stablestudio_custom_path_port_digest_and_pull_secret():
     paths = [p["path"] for p in result.one("Ingress")["spec"]["rules"][0]["http"]["paths"]]
     assert paths == ["/studio", "/"]
     assert pod_spec(result)["containers"][0]["name"] == "inference"
+
+
+def test_learned_upscalers_reach_the_server_as_sd_upscaler():
+    # Issue 13: a learned upscaler is a component input as well as a server flag.
+    config = with_sd(app(), upscalers=[{"repo": "acme/esrgan-x4", "name": "ESRGAN x4"},
+                                       {"repo": "/models/upscalers/realesrgan"}])
+    result = run(config)
+    assert env(container(result))["SD_UPSCALER"] == "acme/esrgan-x4:ESRGAN x4,/models/upscalers/realesrgan:realesrgan"
+    assert "SD_UPSCALER" not in env(container(result, "model-download"))
+    assert "SD_UPSCALER" not in env(container(run(app())))
+
+
+@pytest.mark.parametrize("upscalers,message", [
+    ([{"repo": "a/b", "name": "Lanczos"}], "upscalers[0].name: upscaler name 'Lanczos' is a resampling upscaler's name"),
+    ([{"repo": "a/x"}, {"repo": "b/x"}], "upscalers[1].name: upscaler name 'x' is used twice"),
+    ([{"repo": "not a repo"}], "upscalers[0].repo"),
+])
+def test_bad_upscalers_are_refused_naming_the_path(upscalers, message):
+    with pytest.raises(AppConfigError) as error:
+        parse_app_config(with_sd(app(), upscalers=upscalers))
+    assert f"stable-diffusion:app.stable_diffusion.{message}" in str(error.value)

@@ -72,6 +72,7 @@ def _matrix() -> dict[str, dict]:
         extra_models=[{"model_hf_name": "stabilityai/sdxl-turbo", "revision": "71153311"},
                       {"model_hf_name": "runwayml/stable-diffusion-v1-5"}],
         max_loaded_models=2, cors_origins=["https://app.example.com"],
+        upscalers=[{"repo": "acme/esrgan-x4", "name": "ESRGAN x4"}],
     )
     # The covering set: with the configs above, each node-pool mode meets each ingress
     # class, auth, TLS kind, autoscaling kind, StableStudio and LoRAs at least once
