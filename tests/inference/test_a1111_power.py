@@ -260,3 +260,35 @@ def test_a_state_dict_that_is_not_esrgan_is_refused_naming_the_file():
 
     with pytest.raises(UpscalerSpecError, match="weights.pth: not an ESRGAN"):
         rrdbnet_from_state_dict({"model.0.weight": torch.zeros(1)}, "weights.pth")
+
+
+def _inpainting_checkpoint(cache_dir, folder):
+    """builtin:tiny with a 9-channel UNet (latents + mask + masked image), saved the way an
+    inpainting checkpoint (e.g. runwayml/stable-diffusion-inpainting) is."""
+    import torch
+    from diffusers import StableDiffusionInpaintPipeline, StableDiffusionPipeline, UNet2DConditionModel
+
+    from inference.engine.builtin import ensure_builtin
+
+    base = StableDiffusionPipeline.from_pretrained(str(ensure_builtin("builtin:tiny", cache_dir)))
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel.from_config({**base.unet.config, "in_channels": 9})
+    parts = {name: part for name, part in base.components.items() if name != "unet"}
+    StableDiffusionInpaintPipeline(**parts, unet=unet).save_pretrained(folder)
+    return folder
+
+
+def test_an_inpainting_checkpoint_is_used_as_such(cache_dir, tmp_path_factory):
+    # Its UNet takes 9 channels: a 4-channel masked img2img on it would fail, so a 200
+    # with the unmasked pixels kept shows the inpaint pipeline conditioned on the mask.
+    folder = _inpainting_checkpoint(cache_dir, tmp_path_factory.mktemp("inpainting") / "tiny-inpainting")
+    with ServerProcess(
+        "--model", str(folder), cache_dir=cache_dir, log_path=tmp_path_factory.mktemp("logs") / "inpainting.log"
+    ) as process, httpx.Client(base_url=process.url, timeout=180) as client:
+        picture = _picture(64, 64)
+        mask = Image.new("L", (64, 64), 0)
+        mask.paste(255, (8, 8, 32, 32))
+        out = _inpaint(client, picture, mask, inpainting_fill=1)
+        keep = np.asarray(mask) == 0
+        assert np.array_equal(pixels(out)[keep], pixels(picture)[keep])
+        assert not np.array_equal(pixels(out)[~keep], pixels(picture)[~keep]), "the masked part was repainted"
