@@ -10,10 +10,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from ..service.generation import DisconnectCheck, GenerationService
+from ..service.generation import GenerationService
 from ..service.history import GenerationHistory, ImageUrlStore
 from ..service.options import A1111State
-from ..service.runtime import Runtime
+from ..service.runtime import DisconnectCheck, Runtime
 
 
 def get_runtime(request: Request) -> Runtime:

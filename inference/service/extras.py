@@ -7,7 +7,6 @@ same device), as a batch of kind "upscale" whose key carries the `ExtrasSpec`
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,10 +15,9 @@ from ..engine.extras import ExtrasSpec
 from ..engine.generate import BatchKey, ImageTask
 from ..engine.samplers import resolve
 from ..engine.upscalers import UnknownUpscalerError
-from ..errors import ClientDisconnected, InvalidInput
+from ..errors import InvalidInput
 from ..imaging import MAX_DECODED_PIXELS, decode_image, encode_png, read_parameters
-from .generation import DISCONNECT_POLL_SECONDS, DisconnectCheck
-from .runtime import Runtime
+from .runtime import DisconnectCheck, Runtime
 from .schemas import NullMeansDefault
 
 # -- request and response shapes (A1111's modules/api/models.py) --------------------------
@@ -110,21 +108,6 @@ class ExtrasService:
             model="extras", kind="upscale", width=0, height=0, steps=1, sampler=resolve(None, None),
             cfg_scale=0.0, extras=spec,
         )
-        result = await _submit(self.runtime, key, tasks, is_disconnected)
+        result = await self.runtime.submit_watching_disconnect(key, tasks, is_disconnected)
         encoded = [encode_png(image, decoded[i][1]) for i, image in enumerate(result.images)]
         return encoded, f"<p>{spec.info()}</p>"
-
-
-async def _submit(runtime: Runtime, key: BatchKey, tasks: list[ImageTask], is_disconnected: DisconnectCheck):
-    job = asyncio.ensure_future(runtime.require_batcher().submit(key, tasks))
-    while True:
-        done, _ = await asyncio.wait({job}, timeout=DISCONNECT_POLL_SECONDS)
-        if done:
-            return job.result()
-        if await is_disconnected():
-            job.cancel()
-            try:
-                await job
-            except asyncio.CancelledError:
-                pass
-            raise ClientDisconnected("the client closed the request")

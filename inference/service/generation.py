@@ -6,11 +6,9 @@ describe images the same way.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import secrets
 from dataclasses import dataclass
-from typing import Awaitable, Callable
 
 import anyio
 from PIL import Image, ImageFilter, ImageOps
@@ -23,13 +21,13 @@ from ..engine.loading import LoadedModel
 from ..engine.lora import extract_adapters
 from ..engine.samplers import UnknownSamplerError, resolve
 from ..engine.upscalers import UnknownUpscalerError
-from ..errors import ClientDisconnected, InitImageNotFound, InvalidInput, ModelNotFound
+from ..errors import InitImageNotFound, InvalidInput, ModelNotFound
 from ..imaging import decode_image, encode_png, fit
 from ..serving.batcher import JobResult
 from .describe import describe, infotext
 from .history import GenerationHistory
 from .options import A1111State
-from .runtime import Runtime
+from .runtime import DisconnectCheck, Runtime
 from .schemas import (
     GenerationRequest,
     GenerationResponse,
@@ -37,14 +35,10 @@ from .schemas import (
     Txt2ImgRequest,
 )
 
-DISCONNECT_POLL_SECONDS = 0.2
 # Requests decoding images or encoding PNGs at once; more wait. Each may hold a decoded
 # image of up to imaging.MAX_DECODED_PIXELS (64 MiB as RGBA) while it works.
 DECODE_THREADS = 2
 
-# Answers whether the client has gone away (the transport's own check, e.g. Starlette's
-# `Request.is_disconnected`).
-DisconnectCheck = Callable[[], Awaitable[bool]]
 
 
 @dataclass
@@ -322,7 +316,7 @@ class GenerationService:
             model = await self.runtime.load(checkpoint)
             prepared = await self._off_loop(self.prepare, req, model, decoded)
             del decoded  # the originals: only the fitted copies are kept while queued
-            result = await self._submit_watching_disconnect(prepared, is_disconnected)
+            result = await self.runtime.submit_watching_disconnect(prepared.key, prepared.tasks, is_disconnected)
         # Kept only once the request was accepted and ran: a 4xx or a 429 changes nothing.
         if req.override_settings and not req.override_settings_restore_afterwards:
             self._keep_overrides(req, model)
@@ -353,21 +347,6 @@ class GenerationService:
         if req.override_settings.get("sd_model_checkpoint"):
             self.runtime.current_model = model.name
         self.a1111.store(req.override_settings)
-
-    async def _submit_watching_disconnect(self, prepared: Prepared, is_disconnected: DisconnectCheck) -> JobResult:
-        """Submit to the batcher; if the client goes away first, cancel its work."""
-        job = asyncio.ensure_future(self.runtime.require_batcher().submit(prepared.key, prepared.tasks))
-        while True:
-            done, _ = await asyncio.wait({job}, timeout=DISCONNECT_POLL_SECONDS)
-            if done:
-                return job.result()
-            if await is_disconnected():
-                job.cancel()
-                try:
-                    await job
-                except asyncio.CancelledError:
-                    pass
-                raise ClientDisconnected("the client closed the request")
 
     def _remember(
         self,

@@ -10,13 +10,13 @@ import asyncio
 import functools
 import logging
 import time
-from typing import Callable
+from typing import Awaitable, Callable
 
 from ..config import ServerSettings
 from ..engine.compile_cache import CompileCache, activate_compile_cache, cache_key, platform_fingerprint
 from ..engine.extras import run_extras
 from ..engine.fast_path import FastPathConfig, choose_fast_path
-from ..engine.generate import run_batch
+from ..engine.generate import BatchKey, ImageTask, run_batch
 from ..engine.loading import LoadedModel, choose_device
 from ..engine.lora import LoraSpec
 from ..engine.oom import BatchRunner
@@ -24,13 +24,18 @@ from ..engine.padded import run_bucketed
 from ..engine.registry import ModelRef, ModelRegistry, model_refs
 from ..engine.upscalers import Upscalers, UpscalerSpec
 from ..engine.warmup import WarmupProgress, warm_up, warmup_plan, warmup_sizes
-from ..errors import NotReady
+from ..errors import ClientDisconnected, NotReady
 from ..metrics import Metrics
-from ..serving.batcher import Batcher
+from ..serving.batcher import Batcher, JobResult
 from ..serving.process_clock import process_started_monotonic
 from .admission import Admission
 
 log = logging.getLogger(__name__)
+
+DISCONNECT_POLL_SECONDS = 0.2
+# Answers whether the client has gone away (the transport's own check, e.g. Starlette's
+# `Request.is_disconnected`).
+DisconnectCheck = Callable[[], Awaitable[bool]]
 
 # The process's real spawn time (from /proc), so the logged cold start includes the
 # interpreter's boot and every import, not just what ran after this module loaded.
@@ -87,6 +92,23 @@ class Runtime:
         # A checkpoint evicted since the request was prepared is loaded again here.
         run = functools.partial(run_batch, upscalers=self.upscalers)
         return run_bucketed(self.registry.get(key.model), key, tasks, on_step, run=run)
+
+    async def submit_watching_disconnect(
+        self, key: BatchKey, tasks: list[ImageTask], is_disconnected: DisconnectCheck
+    ) -> JobResult:
+        """Submit to the batcher; if the client goes away first, cancel its work."""
+        job = asyncio.ensure_future(self.require_batcher().submit(key, tasks))
+        while True:
+            done, _ = await asyncio.wait({job}, timeout=DISCONNECT_POLL_SECONDS)
+            if done:
+                return job.result()
+            if await is_disconnected():
+                job.cancel()
+                try:
+                    await job
+                except asyncio.CancelledError:
+                    pass
+                raise ClientDisconnected("the client closed the request")
 
     async def start(self) -> None:
         self.batcher = Batcher(
