@@ -66,6 +66,8 @@ class IngressHttp(TypedDict):
     """TLS: `{secret_name}` (an existing TLS Secret) or `{cluster_issuer}` (cert-manager fills `<name>-tls`); needs `host`."""
     controller_namespace: NotRequired[str]
     """Namespace of the ingress controller's pods, admitted by the NetworkPolicies. Default: `traefik` (traefik) or `ingress-nginx` (nginx)."""
+    trusted_proxies: NotRequired[list[str]]
+    """Addresses or CIDR networks of the proxies in front of the API, usually the ingress controller's pod network (e.g. `10.42.0.0/16`): only their `X-Forwarded-For`/`-Proto` is believed, so the server's log shows the real client (`SD_TRUSTED_PROXIES`). Default: none, and the log shows the controller's pod."""
     max_body_size: NotRequired[str]
     """nginx `proxy-body-size`. Default: 64m."""
     timeout_seconds: NotRequired[int]

@@ -201,6 +201,8 @@ def _server_container(app: AppConfig, image: ImageRef, auth: Optional[Auth], tok
         # once the controller publishes it, so links then use the pod's address.
         scheme = "https" if app.ingress_http.tls is not None else "http"
         env.append({"name": "SD_PUBLIC_URL", "value": f"{scheme}://{app.ingress_http.host}"})
+    if app.ingress_http.trusted_proxies:
+        env.append({"name": "SD_TRUSTED_PROXIES", "value": ",".join(app.ingress_http.trusted_proxies)})
     mounts = [{"name": "model-cache", "mountPath": CACHE_MOUNT}, tmp_mount()]
     if auth is not None:
         env.append({"name": "SD_AUTH_FILE", "value": AUTH_FILE})

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import AfterValidator, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from .base import DNS_SUBDOMAIN, ConfigModel, DnsLabel, SchemaType
 
@@ -35,6 +36,14 @@ Tls = Annotated[
     SchemaType("Tls", "`{secret_name}` (an existing TLS Secret) or `{cluster_issuer}` (cert-manager)."),
 ]
 
+def _network(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address or CIDR network (e.g. 10.42.0.0/16)") from None
+    return value
+
+
 _DEFAULT_CONTROLLER_NAMESPACE = {"traefik": "traefik", "nginx": "ingress-nginx"}
 
 
@@ -55,6 +64,10 @@ class IngressHttp(ConfigModel):
     controller_namespace: Optional[DnsLabel] = None
     """Namespace of the ingress controller's pods, admitted by the NetworkPolicies. Default: `traefik` (traefik) or
     `ingress-nginx` (nginx)."""
+    trusted_proxies: list[Annotated[str, AfterValidator(_network)]] = []
+    """Addresses or CIDR networks of the proxies in front of the API, usually the ingress controller's pod network (e.g.
+    `10.42.0.0/16`): only their `X-Forwarded-For`/`-Proto` is believed, so the server's log shows the real client
+    (`SD_TRUSTED_PROXIES`). Default: none, and the log shows the controller's pod."""
     max_body_size: Annotated[str, Field(pattern=r"^[0-9]+[kKmMgG]?$")] = "64m"
     """nginx `proxy-body-size`."""
     timeout_seconds: Annotated[int, Field(ge=30, le=3600)] = 600

@@ -600,3 +600,12 @@ def test_drain_ends_before_the_grace_period_does():
         assert pod_spec(result)["terminationGracePeriodSeconds"] == grace
         assert env(container(result))["SD_DRAIN_TIMEOUT_SECONDS"] == drain
         assert "SD_DRAIN_TIMEOUT_SECONDS" not in env(container(result, "model-download"))
+
+
+def test_trusted_proxies_reach_the_server():
+    # Issue 14: X-Forwarded-For is believed only from the proxies the stack names.
+    assert "SD_TRUSTED_PROXIES" not in env(container(run(app())))
+    result = run(app(ingress_http={"trusted_proxies": ["10.42.0.0/16", "192.168.1.7"]}))
+    assert env(container(result))["SD_TRUSTED_PROXIES"] == "10.42.0.0/16,192.168.1.7"
+    with pytest.raises(Exception, match=r"ingress_http\.trusted_proxies\[0\]: 'the-controller' is not an IP"):
+        run(app(ingress_http={"trusted_proxies": ["the-controller"]}))

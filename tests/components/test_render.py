@@ -63,7 +63,8 @@ def _matrix() -> dict[str, dict]:
     studio_models = helpers.with_sd(
         helpers.with_model(
             helpers.app(preset={"name": "gpu-l40s-x1"}, namespace="sd-studio",
-                        ingress_http={"host": "studio.example.com", "tls": {"secret_name": "studio-cert"}},
+                        ingress_http={"host": "studio.example.com", "tls": {"secret_name": "studio-cert"},
+                                      "trusted_proxies": ["10.42.0.0/16"]},
                         stablestudio={"enabled": True,
                                       "image": {"repository": "ghcr.io/acme/stablestudio", "tag": "2024.1"}}),
             revision="main",
