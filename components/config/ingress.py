@@ -36,6 +36,7 @@ Tls = Annotated[
     SchemaType("Tls", "`{secret_name}` (an existing TLS Secret) or `{cluster_issuer}` (cert-manager)."),
 ]
 
+
 def _network(value: str) -> str:
     try:
         ipaddress.ip_network(value, strict=False)

@@ -76,13 +76,14 @@ def error_text(response: httpx.Response) -> str:
 STEP_DELAY_SECONDS = 0.1
 
 
-def _slow_steps(run):
-    """Wraps the batch runner so each denoising step sleeps (no CPU) before reporting."""
+def slow_steps(run, seconds: float = STEP_DELAY_SECONDS):
+    """Wraps the batch runner so each denoising step sleeps `seconds` (no CPU) before
+    reporting (`create_app`'s `wrap_runner`)."""
     import time
 
     def slowed(key, tasks, on_step):
         def delayed(step, total):
-            time.sleep(STEP_DELAY_SECONDS)
+            time.sleep(seconds)
             return on_step(step, total)
 
         return run(key, tasks, delayed)
@@ -103,5 +104,5 @@ def slow_server(cache_dir):
         model="builtin:tiny", cache_dir=cache_dir, cors_origins=["http://localhost:3000"], history_size=8,
         image_url_ttl_seconds=60,
     )
-    with ThreadedServer(create_app(settings, wrap_runner=_slow_steps)) as server:
+    with ThreadedServer(create_app(settings, wrap_runner=slow_steps)) as server:
         yield server

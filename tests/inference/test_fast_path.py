@@ -6,6 +6,7 @@ compile of the tiny UNet takes minutes on these CPUs; bench.compile_cpu measures
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import time
@@ -22,6 +23,8 @@ from inference.engine.generate import BatchKey, GenerationInterrupted, ImageTask
 from inference.engine.padded import padded_tasks, run_bucketed
 from inference.engine.samplers import resolve
 from inference.engine.warmup import WarmupProgress, parse_warmup_sizes, warm_up, warmup_plan, warmup_sizes
+
+from .conftest import slow_steps
 
 # -- buckets -------------------------------------------------------------------------
 
@@ -225,17 +228,6 @@ def test_warm_up_runs_each_call_and_counts():
 STEP_SECONDS = 0.15
 
 
-def _slow(run):
-    def slowed(key, tasks, on_step):
-        def delayed(step, total):
-            time.sleep(STEP_SECONDS)
-            return on_step(step, total)
-
-        return run(key, tasks, delayed)
-
-    return slowed
-
-
 def test_readyz_says_warming_with_progress_then_ready(cache_dir):
     """Warm-up forced on the CPU (explicit --warmup-sizes): 64x64 at buckets 1 and 2,
     each call slowed so the warming state is observable; generations get 503 meanwhile."""
@@ -245,7 +237,7 @@ def test_readyz_says_warming_with_progress_then_ready(cache_dir):
     from .server import ThreadedServer
 
     settings = ServerSettings(model="builtin:tiny", cache_dir=cache_dir, warmup_sizes=["64x64"], max_batch_size=2)
-    app = create_app(settings, wrap_runner=_slow)
+    app = create_app(settings, wrap_runner=functools.partial(slow_steps, seconds=STEP_SECONDS))
     server = ThreadedServer(app)
     server.thread.start()
     seen, refused = [], None
