@@ -156,7 +156,7 @@ class Upscaler(TypedDict):
     """A learned (ESRGAN-family) upscaler for Extras and the hires fix (`SD_UPSCALER` entry `REPO_OR_DIR:NAME`)."""
 
     repo: str
-    """Hugging Face repo id holding one `.safetensors` or `.pth` ESRGAN/RRDBNet network, or an absolute directory in the pod (e.g. under `/models`)."""
+    """Hugging Face repo id holding one `.safetensors` or `.pth` ESRGAN/RRDBNet network at its top level (the one file fetched; a `.safetensors` one rather than a `.pth`), or an absolute directory in the pod (e.g. under `/models`)."""
     name: NotRequired[str]
     """The name clients pick it by (`upscaler_1`, `hr_upscaler`): letters, digits, space, `.`, `_`, `+`, `-`, `()`; unique, and none of the resampling names (None, Lanczos, Nearest, Bicubic, Bilinear). Default: the repo's last part."""
 
@@ -173,7 +173,7 @@ class StableDiffusionSettings(TypedDict):
     extra_models: NotRequired[list[ExtraModel]]
     """More checkpoints the server can switch to (A1111 `sd_model_checkpoint`, OpenAI `model`), each `{model_hf_name, revision}`, loaded on first use."""
     upscalers: NotRequired[list[Upscaler]]
-    """Learned upscalers offered by `/sdapi/v1/upscalers` besides the resampling ones, each `{repo, name}`; loaded on first use."""
+    """Learned upscalers offered by `/sdapi/v1/upscalers` besides the resampling ones, each `{repo, name}`; prefetched by the init container like the models, loaded on first use."""
     max_loaded_models: NotRequired[int]
     """Checkpoints kept in memory at once, the least recently used evicted (`SD_MAX_LOADED_MODELS`). Default: 1."""
     max_batch_size: NotRequired[int]

@@ -1,8 +1,9 @@
 """The workload: Namespace, ServiceAccount, model cache, Deployment, PodDisruptionBudget.
 
 The Deployment runs the inference image (`python -m inference serve`, configured by
-`SD_*` variables) behind an init container that prefetches the models and LoRA adapters
-into the cache (`python -m inference download`, given the same `SD_*` model variables).
+`SD_*` variables) behind an init container that prefetches the models, LoRA adapters and
+learned upscalers into the cache (`python -m inference download`, given the same `SD_*`
+model variables).
 Pods are restricted-PSS clean (pods.py; the /models cache is writable besides /tmp).
 
 Model cache: with a storage class and ReadWriteMany, one PVC shared by every replica;
@@ -138,6 +139,8 @@ def _model_env(app: AppConfig) -> list[dict]:
         env.append({"name": "SD_REVISION", "value": model.revision})
     if model.loras:
         env.append({"name": "SD_LORA", "value": lora_list(app)})
+    if settings.upscalers:  # loaded on first use, so fetched ahead like the rest
+        env.append({"name": "SD_UPSCALER", "value": upscaler_list(app)})
     # The init container sees no GPU, yet must fetch the weights the GPU server loads
     # (the fp16 variant): both decide from this device instead of what they can see.
     env.append({"name": "SD_DEVICE", "value": "cuda" if app.resolved_preset.gpu_count else "cpu"})
@@ -163,8 +166,8 @@ def _token_env_and_mount(token: Optional[SecretKeyRef]) -> tuple[list[dict], lis
 
 
 def _init_container(app: AppConfig, image: ImageRef, token_env: list, token_mounts: list) -> dict:
-    # `download` reads SD_MODEL / SD_REVISION / SD_LORA / SD_CACHE_DIR like `serve` does
-    # and prefetches every model and LoRA into the cache.
+    # `download` reads SD_MODEL / SD_REVISION / SD_LORA / SD_UPSCALER / SD_DEVICE /
+    # SD_CACHE_DIR like `serve` does and prefetches every model, LoRA and upscaler into the cache.
     return {
         "name": "model-download",
         "image": image.reference,
@@ -189,8 +192,6 @@ def _server_container(app: AppConfig, image: ImageRef, auth: Optional[Auth], tok
         {"name": "SD_DRAIN_TIMEOUT_SECONDS", "value": str(drain_timeout_seconds(settings.termination_grace_period_seconds))},
         {"name": "SD_COMPILE", "value": settings.compile},
     ]
-    if settings.upscalers:
-        env.append({"name": "SD_UPSCALER", "value": upscaler_list(app)})
     if settings.extra_models:
         env.append({"name": "SD_MAX_LOADED_MODELS", "value": str(settings.max_loaded_models)})
     if app.cors_origins:

@@ -69,15 +69,18 @@ def parse(argv: list[str] | None = None, environ: Mapping[str, str] | None = Non
 
 
 def download(settings: ModelSettings) -> int:
-    """Prefetch every model and LoRA adapter of the settings (the init container).
+    """Prefetch every model, LoRA adapter and learned upscaler of the settings (the init container).
 
     The device and dtype are decided as `serve` decides them, so the same weight files
     (the fp16 variant for float16) are fetched; the init container has no GPU of its own,
-    so the Deployment sets SD_DEVICE for both containers.
+    so the Deployment sets SD_DEVICE for both containers. Each fetch is the function the
+    server calls before it loads the same thing (models at start or on first selection,
+    adapters at start, upscalers on first use).
     """
     from .engine.loading import choose_device, fetch_model
     from .engine.lora import LoraSpec, LoraSpecError, fetch_adapter
     from .engine.registry import model_refs
+    from .engine.upscalers import UpscalerSpec, fetch_upscaler
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -98,6 +101,9 @@ def download(settings: ModelSettings) -> int:
 
     jobs = [(ref.name, lambda ref=ref: fetch(ref)) for ref in refs]
     jobs += [(spec.source, lambda spec=spec: fetch_adapter(spec, settings.cache_dir)) for spec in adapters]
+    # Parsed already by the settings' validator (bad specs never get here).
+    upscalers = [UpscalerSpec.parse(text) for text in settings.upscaler]
+    jobs += [(spec.source, lambda spec=spec: fetch_upscaler(spec, settings.cache_dir)) for spec in upscalers]
     for what, fetch_one in jobs:
         try:
             where = fetch_one()

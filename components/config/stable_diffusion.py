@@ -109,8 +109,8 @@ class Upscaler(ConfigModel):
     """A learned (ESRGAN-family) upscaler for Extras and the hires fix (`SD_UPSCALER` entry `REPO_OR_DIR:NAME`)."""
 
     repo: Annotated[str, AfterValidator(_check_lora_source)]
-    """Hugging Face repo id holding one `.safetensors` or `.pth` ESRGAN/RRDBNet network, or an absolute directory in the
-    pod (e.g. under `/models`)."""
+    """Hugging Face repo id holding one `.safetensors` or `.pth` ESRGAN/RRDBNet network at its top level (the one file
+    fetched; a `.safetensors` one rather than a `.pth`), or an absolute directory in the pod (e.g. under `/models`)."""
     name: Optional[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._+()-]*$", max_length=64)]] = None
     """The name clients pick it by (`upscaler_1`, `hr_upscaler`): letters, digits, space, `.`, `_`, `+`, `-`, `()`;
     unique, and none of the resampling names (None, Lanczos, Nearest, Bicubic, Bilinear). Default: the repo's last part."""
@@ -194,8 +194,8 @@ class StableDiffusionSettings(ConfigModel):
     """More checkpoints the server can switch to (A1111 `sd_model_checkpoint`, OpenAI `model`), each `{model_hf_name, revision}`,
     loaded on first use."""
     upscalers: list[Upscaler] = []
-    """Learned upscalers offered by `/sdapi/v1/upscalers` besides the resampling ones, each `{repo, name}`; loaded on first
-    use."""
+    """Learned upscalers offered by `/sdapi/v1/upscalers` besides the resampling ones, each `{repo, name}`; prefetched by
+    the init container like the models, loaded on first use."""
     max_loaded_models: Annotated[int, Field(ge=1, le=16)] = 1
     """Checkpoints kept in memory at once, the least recently used evicted (`SD_MAX_LOADED_MODELS`)."""
     max_batch_size: Annotated[int, Field(ge=1, le=64)] = 4

@@ -121,25 +121,9 @@ def fetch_adapter(spec: LoraSpec, cache_dir: Path) -> Path:
     source = Path(spec.source).expanduser()
     if source.exists():
         return source.resolve()
-    from huggingface_hub import HfApi, constants, hf_hub_download, snapshot_download
+    from .hub import fetch_chosen_file
 
-    def cached_files() -> list[str]:  # what a previous fetch put in the cache
-        folder = Path(snapshot_download(spec.source, cache_dir=str(cache_dir), local_files_only=True))
-        return [str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file()]
-
-    if constants.HF_HUB_OFFLINE:
-        files = cached_files()
-    else:
-        try:
-            files = HfApi().list_repo_files(spec.source)
-        except Exception as error:  # Hub unreachable: the cache, as diffusers does for models
-            try:
-                files = cached_files()
-            except Exception:
-                raise error from None
-            log.warning("could not list LoRA repo %s (%s); using the cached files", spec.source, type(error).__name__)
-    name = lora_weight_file(files, spec.source)
-    return Path(hf_hub_download(spec.source, name, cache_dir=str(cache_dir)))
+    return fetch_chosen_file(spec.source, cache_dir, "LoRA", lambda files: lora_weight_file(files, spec.source))
 
 
 def load_adapters(pipeline: Any, specs: list[LoraSpec], cache_dir: Path) -> dict[str, LoraSpec]:

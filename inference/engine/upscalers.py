@@ -8,7 +8,9 @@ holding one `.safetensors` or `.pth` file of an RRDBNet in BasicSR's key layout
 it); its width, depth and scale (x1, x2, x4) are read from the weights. `builtin:tiny-upscaler`
 is a x4 network of that shape with random weights, built into the cache like the builtin
 pipelines, for tests and `make run`. Learned upscalers are loaded on first use, on the
-generation worker (they use the same device), and kept.
+generation worker (they use the same device), and kept; their weight file is fetched by
+`fetch_upscaler`, which the init container's `download` calls too, so that first use reads
+the prefetched file and needs no Hub.
 """
 
 from __future__ import annotations
@@ -184,19 +186,30 @@ def ensure_builtin_upscaler(cache_dir: Path) -> Path:
     return target
 
 
-def weight_file(folder: Path) -> Path:
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in _WEIGHT_SUFFIXES)
-    if not files:
-        raise UpscalerSpecError(f"{folder}: no .safetensors or .pth file")
-    safetensors = [p for p in files if p.suffix == ".safetensors"]
-    chosen = (safetensors or files)[0]
-    if len(files) > 1:
-        log.info("%s holds %d weight files; using %s", folder, len(files), chosen.name)
+def upscaler_weight_name(files: list[str], where: str) -> str:
+    """The one weight file of an upscaler folder or repo that is loaded (and so the only one
+    fetched): a top-level `.safetensors` file, else a `.pth` one, the first by name."""
+    candidates = sorted(name for name in files if "/" not in name and name.endswith(_WEIGHT_SUFFIXES))
+    if not candidates:
+        raise UpscalerSpecError(f"{where}: no .safetensors or .pth file at its top level")
+    safetensors = [name for name in candidates if name.endswith(".safetensors")]
+    chosen = (safetensors or candidates)[0]
+    if len(candidates) > 1:
+        log.info("%s holds %d weight files; using %s", where, len(candidates), chosen)
     return chosen
 
 
+def weight_file(folder: Path) -> Path:
+    return folder / upscaler_weight_name([p.name for p in folder.iterdir() if p.is_file()], str(folder))
+
+
 def fetch_upscaler(spec: UpscalerSpec, cache_dir: Path) -> Path:
-    """The local weight file of `spec` (downloaded from the Hub if it is a repo id)."""
+    """The local weight file of `spec`: a local file or folder's as is; for a Hub repo its
+    one weight file (`upscaler_weight_name`), fetched into the cache.
+
+    The init container's `download` and the server's first use (`Upscalers.network`) both
+    call this, so the server reads exactly the prefetched file, with the Hub unreachable too.
+    """
     if spec.source == BUILTIN_UPSCALER:
         return weight_file(ensure_builtin_upscaler(cache_dir))
     local = Path(spec.source).expanduser()
@@ -204,10 +217,11 @@ def fetch_upscaler(spec: UpscalerSpec, cache_dir: Path) -> Path:
         return local
     if local.is_dir():
         return weight_file(local)
-    from huggingface_hub import snapshot_download
+    if local.is_absolute() or spec.source.startswith((".", "~")):  # a path, never a repo id
+        raise UpscalerSpecError(f"--upscaler {spec.source!r}: no such file or directory")
+    from .hub import fetch_chosen_file
 
-    folder = snapshot_download(spec.source, cache_dir=str(cache_dir), allow_patterns=[f"*{s}" for s in _WEIGHT_SUFFIXES])
-    return weight_file(Path(folder))
+    return fetch_chosen_file(spec.source, cache_dir, "upscaler", lambda files: upscaler_weight_name(files, spec.source))
 
 
 def load_network(path: Path):

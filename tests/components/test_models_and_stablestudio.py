@@ -222,14 +222,16 @@ def test_stablestudio_custom_path_port_digest_and_pull_secret():
     assert pod_spec(result)["containers"][0]["name"] == "inference"
 
 
-def test_learned_upscalers_reach_the_server_as_sd_upscaler():
+def test_learned_upscalers_reach_the_server_and_the_init_container_as_sd_upscaler():
     # Issue 13: a learned upscaler is a component input as well as a server flag.
     config = with_sd(app(), upscalers=[{"repo": "acme/esrgan-x4", "name": "ESRGAN x4"},
                                        {"repo": "/models/upscalers/realesrgan"}])
     result = run(config)
     assert env(container(result))["SD_UPSCALER"] == "acme/esrgan-x4:ESRGAN x4,/models/upscalers/realesrgan:realesrgan"
-    assert "SD_UPSCALER" not in env(container(result, "model-download"))
-    assert "SD_UPSCALER" not in env(container(run(app())))
+    # The server loads them on first use; the init container's `download` fetches them first.
+    assert env(container(result, "model-download"))["SD_UPSCALER"] == env(container(result))["SD_UPSCALER"]
+    plain = run(app())
+    assert "SD_UPSCALER" not in env(container(plain)) and "SD_UPSCALER" not in env(container(plain, "model-download"))
 
 
 @pytest.mark.parametrize("upscalers,message", [

@@ -2,7 +2,8 @@
 
 It serves folders as model repos at one commit each (`HF_ENDPOINT=<url>`): repo info,
 the recursive tree listing, and `resolve` (HEAD for metadata, GET for the bytes). Every
-file GET is recorded, so a test can say exactly which files a command downloaded.
+file GET is recorded, so a test can say exactly which files a command downloaded, and so is
+each request's Authorization header (whether a token was sent).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ class FakeHub:
         self.commit = commit
         self.downloads: list[tuple[str, str]] = []  # (repo, path) of every file GET
         self.requests: list[str] = []
+        self.authorizations: list[tuple[str, str | None]] = []  # (request path, Authorization header)
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
@@ -59,6 +61,7 @@ class FakeHub:
                 path = unquote(urlparse(self.path).path)
                 with hub._lock:
                     hub.requests.append(f"{self.command} {path}")
+                    hub.authorizations.append((path, self.headers.get("Authorization")))
                 parts = path.strip("/").split("/")
                 if parts[:2] == ["api", "models"] and len(parts) >= 4:
                     repo, rest = "/".join(parts[2:4]), parts[4:]

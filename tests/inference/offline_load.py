@@ -2,9 +2,11 @@
 
 The arguments are `serve`'s and go through its own parser (flags and SD_* variables), its
 device/dtype decision and `load_model`, the function the server loads every checkpoint
-with. One thing differs, for machines without a GPU: a CUDA decision (float16) is kept but
-the modules are placed on the CPU. Prints, per model, the pipeline class, the weights'
-dtype and each loaded module's tensor sums (tests/inference/variant_fixture.py).
+with, then each `--upscaler` through `Upscalers.network`, the server's first-use load.
+One thing differs, for machines without a GPU: a CUDA decision (float16) is kept but the
+modules are placed on the CPU. Prints, per model, the pipeline class, the weights'
+dtype and each loaded module's tensor sums (tests/inference/variant_fixture.py); per
+upscaler (under "upscalers"), its network's tensor sums.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import sys
 from inference.__main__ import parse
 from inference.engine.loading import choose_device, load_model
 from inference.engine.registry import model_refs
+from inference.engine.upscalers import Upscalers, UpscalerSpec
 
 from .variant_fixture import LOADED_COMPONENTS, tensor_sums
 
@@ -36,4 +39,7 @@ if __name__ == "__main__":
             "safety_checker": pipeline.safety_checker is not None,
             "modules": {name: tensor_sums(getattr(pipeline, name).state_dict()) for name in LOADED_COMPONENTS},
         }
+    upscalers = Upscalers([UpscalerSpec.parse(text) for text in settings.upscaler],
+                          cache_dir=settings.cache_dir, device=device)
+    report["upscalers"] = {name: tensor_sums(upscalers.network(name).state_dict()) for name in upscalers.specs}
     print(json.dumps(report))

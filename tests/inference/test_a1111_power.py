@@ -253,6 +253,19 @@ def test_upscaler_specs_parse_and_reject_clearly():
             UpscalerSpec.parse(bad)
 
 
+def test_the_one_upscaler_weight_file_read_and_fetched_is_chosen_by_name(tmp_path):
+    from inference.engine.upscalers import UpscalerSpec, UpscalerSpecError, fetch_upscaler, upscaler_weight_name
+
+    release = ["README.md", "old/x4-v0.safetensors", "x4.pth", "x4-b.safetensors", "x4-a.safetensors"]
+    assert upscaler_weight_name(release, "a/b") == "x4-a.safetensors"  # top level, safetensors, first by name
+    assert upscaler_weight_name(["x4.pth", "old/x4.safetensors"], "a/b") == "x4.pth"
+    with pytest.raises(UpscalerSpecError, match="a/b: no .safetensors or .pth file at its top level"):
+        upscaler_weight_name(["README.md", "old/x4.safetensors"], "a/b")
+    # A path that does not exist is reported as such, not looked up on the Hub as a repo id.
+    with pytest.raises(UpscalerSpecError, match="no such file or directory"):
+        fetch_upscaler(UpscalerSpec.parse(str(tmp_path / "missing")), tmp_path)
+
+
 def test_a_state_dict_that_is_not_esrgan_is_refused_naming_the_file():
     import torch
 

@@ -4,7 +4,8 @@ A local fake Hub serves small repos shaped like real ones (tests/inference/varia
 fp16 and full-precision files, a safety checker, root single-file checkpoints, .bin
 duplicates. `download` runs against it as the init container would; then the server's
 loading path runs with the Hub unreachable (HF_HUB_OFFLINE=1). The fp16 files hold the
-negated weights, so the loaded weights say which file each module was read from.
+negated weights, so the loaded weights say which file each module was read from. The same
+holds for a learned upscaler's repo, whose files other than the loaded one are negated.
 """
 
 from __future__ import annotations
@@ -41,6 +42,28 @@ EXPECTED_FP16 = {
 
 
 LORA_REPO = "acme/tiny-lora"
+UPSCALER_REPO = "acme/tiny-esrgan"
+UPSCALER_FILE = "tiny-esrgan-x4.safetensors"  # the one file of UPSCALER_REPO a load reads
+UPSCALER_OTHERS = ("tiny-esrgan-x4.pth", "experiments/tiny-esrgan-x4-v0.safetensors")
+
+
+def _upscaler_repo(cache_dir: Path, target: Path) -> Path:
+    """An ESRGAN release as published: the network as safetensors and as a .pth pickle, an
+    older network in a subfolder, a README. Only UPSCALER_FILE holds the tiny upscaler's
+    weights; the others hold them negated, so a loaded network says which file it came from."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from inference.engine.upscalers import ensure_builtin_upscaler, weight_file
+
+    state = load_file(str(weight_file(ensure_builtin_upscaler(cache_dir))))
+    negated = {key: -value for key, value in state.items()}
+    (target / "experiments").mkdir(parents=True)
+    save_file(state, str(target / UPSCALER_FILE))
+    torch.save(negated, target / UPSCALER_OTHERS[0])
+    save_file(negated, str(target / UPSCALER_OTHERS[1]))
+    (target / "README.md").write_text("a tiny ESRGAN")
+    return target
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +78,8 @@ def repos(cache_dir, tmp_path_factory) -> dict[str, Path]:
         (lora / "pytorch_lora_weights.safetensors").read_bytes())
     (lora / "optimizer.bin").write_bytes(b"not loaded")
     (lora / "README.md").write_text("a tiny LoRA")
-    return {**{f"acme/tiny-{name}": folder for name, folder in built.items()}, LORA_REPO: lora}
+    upscaler = _upscaler_repo(cache_dir, tmp_path_factory.mktemp("hub-upscaler") / "tiny-esrgan")
+    return {**{f"acme/tiny-{name}": folder for name, folder in built.items()}, LORA_REPO: lora, UPSCALER_REPO: upscaler}
 
 
 @pytest.fixture
@@ -76,7 +100,7 @@ def _download(hub: FakeHub, cache: Path, models: list[str], *flags: str, **env: 
         cwd=REPO, capture_output=True, text=True, timeout=300, env=_env(hub, **env),
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
+    return result.stdout + result.stderr
 
 
 def _serve_load(hub: FakeHub, cache: Path, models: list[str], **env: str) -> dict:
@@ -155,3 +179,23 @@ def test_cpu_pod_prefetches_the_full_precision_files_and_serves_offline(hub, rep
     assert hub.requests[asked_before:] == []
     assert "(default weights, for cpu/float32)" in out
     assert {path for path in _cached_files(cache, repo) if is_weight_file(path)} == fetched_weights
+
+
+def test_learned_upscalers_are_prefetched_and_their_first_use_reads_them_offline(hub, repos, tmp_path):
+    cache, token = tmp_path / "cache", "hf_prefetch_test_token"
+    # As the Deployment runs it: SD_UPSCALER in the init container's environment too.
+    upscalers = f"{UPSCALER_REPO}:ESRGAN tiny,builtin:tiny-upscaler"
+    out = _download(hub, cache, ["builtin:tiny"], SD_UPSCALER=upscalers, HF_TOKEN=token)
+    # The one file a load reads: not the .pth duplicate, the subfolder's network or the README.
+    assert hub.downloaded(UPSCALER_REPO) == {UPSCALER_FILE}
+    assert _cached_files(cache, UPSCALER_REPO) == {UPSCALER_FILE}
+    assert f"{UPSCALER_REPO} is in {cache}" in out
+    # HF_TOKEN (gated or private repos) went with every request for the repo; it is never printed.
+    sent = [authorization for path, authorization in hub.authorizations if UPSCALER_REPO in path]
+    assert sent and set(sent) == {f"Bearer {token}"}
+    assert token not in out
+    # The server's first use, Hub unreachable: the network is read from the downloaded file.
+    loaded = _serve_load(hub, cache, ["builtin:tiny"], SD_UPSCALER=upscalers)["upscalers"]
+    assert set(loaded) == {"ESRGAN tiny", "tiny-upscaler"}
+    assert same_weights(loaded["ESRGAN tiny"], file_sums(repos[UPSCALER_REPO] / UPSCALER_FILE))
+    assert not same_weights(loaded["ESRGAN tiny"], file_sums(repos[UPSCALER_REPO] / UPSCALER_OTHERS[1]))
