@@ -265,3 +265,20 @@ def test_peer_resolution_is_cached_and_a_dns_failure_is_an_empty_set():
     first, again, failed = asyncio.run(scenario())
     assert {str(a) for a in first} == {"10.0.0.1", "10.0.0.2"} and again == first
     assert failed == frozenset() and len(calls) == 2
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["--peers", "sd-peers.ns.svc"], "--advertise-address / SD_ADVERTISE_ADDRESS go together"),
+        (["--advertise-address", "10.0.0.1"], "--peers / SD_PEERS and"),
+        (["--advertise-address", "pod-a", "--peers", "sd-peers.ns.svc"], "error: --advertise-address / SD_ADVERTISE_ADDRESS"),
+        (["--advertise-address", "10.0.0.1", "--peers", "http://sd-peers"], "error: --peers / SD_PEERS: "),
+    ],
+)
+def test_peer_settings_errors_name_the_setting(argv, named, capsys):
+    from inference.__main__ import parse
+
+    with pytest.raises(SystemExit):
+        parse(["serve", *argv], {})
+    assert named in capsys.readouterr().err
