@@ -68,6 +68,17 @@ class Names:
     def internal_host(self) -> str:
         return f"{self.service}.{self.namespace}.svc.cluster.local"
 
+    @property
+    def peers_service(self) -> str:
+        """The headless Service whose DNS name resolves to every API replica's IP."""
+        return f"{self.base}-peers"
+
+    @property
+    def peers_host(self) -> str:
+        # `<svc>.<ns>.svc`: the pod's DNS search list completes it with whatever the
+        # cluster domain is (not every cluster's is cluster.local).
+        return f"{self.peers_service}.{self.namespace}.svc"
+
     def selector_labels(self) -> dict[str, str]:
         return {
             "app.kubernetes.io/name": "stable-diffusion",

@@ -1,4 +1,5 @@
-"""Networking: the ClusterIP Service, the Ingress, and the NetworkPolicy.
+"""Networking: the ClusterIP Service, the peers' headless Service, the Ingress, and the
+NetworkPolicy.
 
 Auth is enforced by the server itself (htpasswd file, `SD_AUTH_FILE`), so the gate holds
 for in-cluster callers too and works the same behind either ingress class; the Ingress
@@ -21,7 +22,9 @@ The NetworkPolicy admits traffic to the API port only from the ingress controlle
 namespace (`ingress_http.controller_namespace`: k3s and Rancher Desktop run their built-in
 Traefik in `kube-system`), `network_policy.allowed_namespaces`, and Prometheus's namespace
 (monitoring.py: `monitoring.namespace`, else the one `autoscaling.prometheus_url` names),
-which scrapes `/metrics`. Kubelet probes are not subject to NetworkPolicy.
+which scrapes `/metrics`, and from the API's own pods: a replica fetches an OpenAI url
+image another replica made from that one (`SD_PEERS`, the headless `<name>-peers`
+Service). Kubelet probes are not subject to NetworkPolicy.
 """
 
 from __future__ import annotations
@@ -55,6 +58,24 @@ def service(names: Names, opts: pulumi.ResourceOptions) -> k8s.core.v1.Service:
         metadata=names.metadata(names.service, annotations=dict(SKIP_AWAIT)),
         spec={
             "type": "ClusterIP",
+            "selector": names.selector_labels(),
+            "ports": [{"name": PORT_NAME, "port": PORT, "targetPort": PORT_NAME, "protocol": "TCP"}],
+        },
+        opts=opts,
+    )
+
+
+def peers_service(names: Names, opts: pulumi.ResourceOptions) -> k8s.core.v1.Service:
+    """A headless Service: its DNS name resolves to every API pod's IP, which is how a
+    replica knows its peers (`SD_PEERS`). Addresses of pods that are not ready are
+    published too: a replica still warming up or draining holds images whose links it
+    handed out, and its peers must still be able to fetch them."""
+    return k8s.core.v1.Service(
+        f"{names.base}-peers-service",
+        metadata=names.metadata(names.peers_service, annotations=dict(SKIP_AWAIT)),
+        spec={
+            "clusterIP": "None",
+            "publishNotReadyAddresses": True,
             "selector": names.selector_labels(),
             "ports": [{"name": PORT_NAME, "port": PORT, "targetPort": PORT_NAME, "protocol": "TCP"}],
         },
@@ -130,23 +151,26 @@ def allowed_namespaces(app: AppConfig) -> list[str]:
     return sorted(set(namespaces))
 
 
-def from_namespaces_only(pod_labels: dict[str, str], namespaces: list[str], port: int) -> dict:
-    """A NetworkPolicy spec: the selected pods' `port` is reachable from `namespaces` only."""
+def from_namespaces_only(
+    pod_labels: dict[str, str], namespaces: list[str], port: int, *, from_each_other: bool = False
+) -> dict:
+    """A NetworkPolicy spec: the selected pods' `port` is reachable from `namespaces` only
+    (and, `from_each_other`, from the selected pods themselves)."""
+    sources: list[dict] = [{
+        "namespaceSelector": {
+            "matchExpressions": [{
+                "key": "kubernetes.io/metadata.name",
+                "operator": "In",
+                "values": namespaces,
+            }]
+        }
+    }]
+    if from_each_other:
+        sources.append({"podSelector": {"matchLabels": pod_labels}})  # the policy's own namespace
     return {
         "podSelector": {"matchLabels": pod_labels},
         "policyTypes": ["Ingress"],
-        "ingress": [{
-            "from": [{
-                "namespaceSelector": {
-                    "matchExpressions": [{
-                        "key": "kubernetes.io/metadata.name",
-                        "operator": "In",
-                        "values": namespaces,
-                    }]
-                }
-            }],
-            "ports": [{"port": port, "protocol": "TCP"}],
-        }],
+        "ingress": [{"from": sources, "ports": [{"port": port, "protocol": "TCP"}]}],
     }
 
 
@@ -156,7 +180,8 @@ def network_policy(app: AppConfig, names: Names, opts: pulumi.ResourceOptions):
     return k8s.networking.v1.NetworkPolicy(
         f"{names.base}-netpol",
         metadata=names.metadata(names.base),
-        spec=from_namespaces_only(names.selector_labels(), allowed_namespaces(app), PORT),
+        # The replicas fetch each other's url images (SD_PEERS).
+        spec=from_namespaces_only(names.selector_labels(), allowed_namespaces(app), PORT, from_each_other=True),
         opts=opts,
     )
 

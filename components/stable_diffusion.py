@@ -72,8 +72,10 @@ class StableDiffusion(pulumi.ComponentResource):
         studio_svc = stablestudio.service(app, names, in_ns)
         stablestudio.network_policy(app, names, in_ns)
 
-        # 7. Networking: Service, Ingress (API, and StableStudio's path), NetworkPolicy.
+        # 7. Networking: Service, the peers' headless Service, Ingress (API, and StableStudio's
+        #    path), NetworkPolicy.
         svc = networking.service(names, in_ns)
+        networking.peers_service(names, in_ns)
         ing = networking.ingress(app, names, pulumi.ResourceOptions(
             parent=self, depends_on=[ns, svc, *(r for r in (studio, studio_svc) if r)]))
         networking.network_policy(app, names, in_ns)

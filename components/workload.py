@@ -180,7 +180,9 @@ def _init_container(app: AppConfig, image: ImageRef, token_env: list, token_moun
     }
 
 
-def _server_container(app: AppConfig, image: ImageRef, auth: Optional[Auth], token_env: list) -> dict:
+def _server_container(
+    app: AppConfig, names: Names, image: ImageRef, auth: Optional[Auth], token_env: list
+) -> dict:
     settings = app.stable_diffusion
     env = _model_env(app) + [
         {"name": "SD_HOST", "value": "0.0.0.0"},
@@ -202,6 +204,11 @@ def _server_container(app: AppConfig, image: ImageRef, auth: Optional[Auth], tok
         # once the controller publishes it, so links then use the pod's address.
         scheme = "https" if app.ingress_http.tls is not None else "http"
         env.append({"name": "SD_PUBLIC_URL", "value": f"{scheme}://{app.ingress_http.host}"})
+    # Any replica serves any OpenAI url link: the image's id names the pod that holds it
+    # (its IP), and a replica fetches it from that pod if the headless Service's name
+    # resolves to it (networking.peers_service). A single replica never fetches.
+    env.append({"name": "SD_ADVERTISE_ADDRESS", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}})
+    env.append({"name": "SD_PEERS", "value": names.peers_host})
     if app.ingress_http.trusted_proxies:
         env.append({"name": "SD_TRUSTED_PROXIES", "value": ",".join(app.ingress_http.trusted_proxies)})
     mounts = [{"name": "model-cache", "mountPath": CACHE_MOUNT}, tmp_mount()]
@@ -254,7 +261,7 @@ def deployment(
         })
     pod = pod_spec(
         names,
-        [_server_container(app, image, auth, token_env)],
+        [_server_container(app, names, image, auth, token_env)],
         volumes,
         image.pull_secret,
         initContainers=[_init_container(app, image, token_env, token_mounts)],

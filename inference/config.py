@@ -6,17 +6,21 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .engine.lora import LoraSpec
 from .engine.upscalers import UpscalerSpec
 from .engine.warmup import parse_warmup_sizes
 
 ENV_PREFIX = "SD_"
+# A DNS name: dot-separated labels of letters, digits and inner hyphens (a trailing dot allowed).
+_DNS_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DNS_NAME = re.compile(rf"^(?=.{{1,253}}$){_DNS_LABEL}(\.{_DNS_LABEL})*\.?$")
 
 
 def default_cache_dir() -> Path:
@@ -131,6 +135,16 @@ class ServerSettings(ModelSettings):
         description="addresses or CIDR networks of reverse proxies whose X-Forwarded-For/-Proto are believed "
         "(the client address in the access log); empty = none, the log shows the TCP peer",
     )
+    advertise_address: str | None = Field(
+        None,
+        description="this replica's own IP address (in Kubernetes the pod IP); with --peers, OpenAI url image ids "
+        "name it, so another replica can fetch the image from this one",
+    )
+    peers: str | None = Field(
+        None,
+        description="DNS name that resolves to every replica's IP (a headless Service); with --advertise-address, "
+        "a url image link made by another replica is fetched from it (only from an address this name resolves to)",
+    )
     max_connections: int = Field(
         1024,
         ge=8,
@@ -191,6 +205,37 @@ class ServerSettings(ModelSettings):
             except ValueError:
                 raise ValueError(f"{entry!r} is not an IP address or CIDR network") from None
         return value
+
+    @field_validator("advertise_address")
+    @classmethod
+    def _advertise_address_is_an_ip(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return str(ipaddress.ip_address(value.strip()))
+        except ValueError:
+            raise ValueError(f"must be this replica's IP address (e.g. the pod IP), got {value!r}") from None
+
+    @field_validator("peers")
+    @classmethod
+    def _peers_is_a_dns_name(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not _DNS_NAME.match(value.strip()):
+            raise ValueError(
+                f"must be a DNS name that resolves to every replica (a headless Service's, "
+                f"e.g. sd-peers.default.svc.cluster.local), got {value!r}"
+            )
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _peers_need_an_address(self) -> ServerSettings:
+        if (self.peers is None) != (self.advertise_address is None):
+            raise ValueError(
+                "--peers / SD_PEERS and --advertise-address / SD_ADVERTISE_ADDRESS go together: links name their "
+                "replica by its advertised address, and are fetched from the replicas --peers resolves to"
+            )
+        return self
 
     @field_validator("public_url")
     @classmethod

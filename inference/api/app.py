@@ -14,6 +14,7 @@ from ..service.describe import VERSION
 from ..service.generation import GenerationService
 from ..service.history import GenerationHistory, ImageUrlStore
 from ..service.options import A1111State
+from ..service.peers import ImageLinks, PeerResolver, Peers, resolve_with_dns
 from ..service.runtime import Runtime
 from . import extras, openai_images, ops, sdapi, sdapi_catalog, seed, stablestudio
 from .auth import BasicAuth, BasicAuthMiddleware, load_htpasswd
@@ -31,6 +32,7 @@ def create_app(
     settings: ServerSettings,
     *,
     wrap_runner: Callable[[BatchRunner], BatchRunner] | None = None,
+    peer_resolver: PeerResolver = resolve_with_dns,
 ) -> FastAPI:
     runtime = Runtime(settings, wrap_runner=wrap_runner)
     # Read the password file before serving anything: a bad file is a startup error.
@@ -54,7 +56,7 @@ def create_app(
     # The service objects of this app, read by the routes through api/dependencies.py.
     app.state.runtime = runtime
     app.state.history = GenerationHistory(settings.history_size)
-    app.state.image_urls = ImageUrlStore(settings.image_url_capacity, settings.image_url_ttl_seconds)
+    app.state.image_links = image_links(settings, peer_resolver)
     app.state.a1111 = A1111State(runtime)
     app.state.generation = GenerationService(settings, runtime, app.state.a1111, history=app.state.history)
     install_error_handlers(app)
@@ -88,3 +90,22 @@ def create_app(
         )
     app.add_middleware(SecurityHeadersMiddleware)
     return app
+
+
+# A url image is one PNG of at most max_width x max_height: RGBA at 4 bytes a pixel
+# bounds it (PNG's own overhead is far below the margin, which also covers its text chunk).
+_PNG_MARGIN_BYTES = 1024 * 1024
+
+
+def image_links(settings: ServerSettings, resolver: PeerResolver) -> ImageLinks:
+    """The OpenAI url images: this replica's store, and its peers when configured."""
+    peers = None
+    if settings.peers and settings.advertise_address:
+        peers = Peers(
+            settings.advertise_address, settings.peers, settings.port, resolver=resolver,
+            max_bytes=settings.max_width * settings.max_height * 4 + _PNG_MARGIN_BYTES,
+        )
+    store = ImageUrlStore(
+        settings.image_url_capacity, settings.image_url_ttl_seconds, owner_tag=peers.owner_tag if peers else None
+    )
+    return ImageLinks(store, peers)

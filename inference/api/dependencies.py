@@ -11,8 +11,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from ..service.generation import GenerationService
-from ..service.history import GenerationHistory, ImageUrlStore
+from ..service.history import GenerationHistory
 from ..service.options import A1111State
+from ..service.peers import ImageLinks
 from ..service.runtime import DisconnectCheck, Runtime
 
 
@@ -32,8 +33,8 @@ def get_history(request: Request) -> GenerationHistory:
     return request.app.state.history
 
 
-def get_image_urls(request: Request) -> ImageUrlStore:
-    return request.app.state.image_urls
+def get_image_links(request: Request) -> ImageLinks:
+    return request.app.state.image_links
 
 
 def get_disconnect_check(request: Request) -> DisconnectCheck:
@@ -45,5 +46,5 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 GenerationServiceDep = Annotated[GenerationService, Depends(get_generation_service)]
 A1111StateDep = Annotated[A1111State, Depends(get_a1111_state)]
 HistoryDep = Annotated[GenerationHistory, Depends(get_history)]
-ImageUrlsDep = Annotated[ImageUrlStore, Depends(get_image_urls)]
+ImageLinksDep = Annotated[ImageLinks, Depends(get_image_links)]
 DisconnectCheckDep = Annotated[DisconnectCheck, Depends(get_disconnect_check)]

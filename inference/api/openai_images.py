@@ -21,11 +21,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import ClientDisconnected, InvalidInput, ModelNotFound, ServiceError
+from ..service.peers import LOCAL_ONLY_HEADER
 from ..service.schemas import NullMeansDefault, Txt2ImgRequest
 from .dependencies import (
     DisconnectCheckDep,
     GenerationServiceDep,
-    ImageUrlsDep,
+    ImageLinksDep,
     RuntimeDep,
 )
 from .errors import openai_http_error, openai_response, openai_validation_error
@@ -144,7 +145,7 @@ async def generate_images(
     request: Request,
     runtime: RuntimeDep,
     service: GenerationServiceDep,
-    image_urls: ImageUrlsDep,
+    image_links: ImageLinksDep,
     is_disconnected: DisconnectCheckDep,
 ) -> ImagesResponse:
     if body.stream:
@@ -175,7 +176,7 @@ async def generate_images(
     if body.response_format == "url":
         base = image_link_base(request, runtime.settings.public_url)
         data = [
-            ImageData(url=base + request.app.url_path_for("openai_image_file", image_id=image_urls.put_base64(image)))
+            ImageData(url=base + request.app.url_path_for("openai_image_file", image_id=image_links.put_base64(image)))
             for image in result.images
         ]
     else:
@@ -190,11 +191,17 @@ async def generate_images(
     response_class=Response,
     responses={200: {"content": {"image/png": {}}}, 404: {"description": "unknown or expired"}},
 )
-async def image_file(image_id: str, image_urls: ImageUrlsDep) -> Response:
-    png = image_urls.get(image_id)
+async def image_file(image_id: str, request: Request, image_links: ImageLinksDep) -> Response:
+    # Another replica's link is fetched from it (service/peers.py), with the client's credentials.
+    png = await image_links.find(
+        image_id,
+        request.app.url_path_for("openai_image_file", image_id=image_id),
+        authorization=request.headers.get("authorization"),
+        local_only=LOCAL_ONLY_HEADER in request.headers,
+    )
     if png is None:
         raise HTTPException(404, "this image link is unknown or has expired")
-    ttl = image_urls.ttl_seconds
+    ttl = image_links.ttl_seconds
     return Response(png, media_type="image/png", headers={"Cache-Control": f"private, max-age={int(ttl)}"})
 
 

@@ -52,11 +52,15 @@ class GenerationHistory:
 
 
 class ImageUrlStore:
-    """PNG bytes under unguessable ids, each kept for `ttl_seconds`, at most `capacity`."""
+    """PNG bytes under unguessable ids, each kept for `ttl_seconds`, at most `capacity`.
 
-    def __init__(self, capacity: int, ttl_seconds: float, clock=time.monotonic):
+    With `owner_tag` (service/peers.py: this replica's address), an id is
+    `<token>.<owner_tag>`, so any replica can tell which one holds it."""
+
+    def __init__(self, capacity: int, ttl_seconds: float, clock=time.monotonic, owner_tag: str | None = None):
         self.capacity = capacity
         self.ttl_seconds = ttl_seconds
+        self._id_suffix = f".{owner_tag}" if owner_tag else ""
         self._clock = clock
         self._items: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         self._lock = threading.Lock()
@@ -65,7 +69,7 @@ class ImageUrlStore:
         return self.put(base64.b64decode(image_b64))
 
     def put(self, png: bytes) -> str:
-        image_id = secrets.token_urlsafe(18)
+        image_id = secrets.token_urlsafe(18) + self._id_suffix
         with self._lock:
             self._expire()
             self._items[image_id] = (self._clock() + self.ttl_seconds, png)

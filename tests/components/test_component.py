@@ -24,7 +24,7 @@ def test_component_type_token_and_children_parented():
     kinds = sorted(o["kind"] for o in result.kubernetes_objects())
     assert kinds == sorted([
         "Namespace", "ServiceAccount", "Secret", "Deployment", "PodDisruptionBudget",
-        "Service", "Ingress", "NetworkPolicy",
+        "Service", "Service", "Ingress", "NetworkPolicy",
     ])
 
 
@@ -267,8 +267,7 @@ def test_auth_off_has_no_password_secret_or_output():
 
 
 def test_cluster_ip_service_with_stable_name():
-    svc = run(app()).one("Service")
-    assert svc["metadata"]["name"] == "stable-diffusion"
+    svc = run(app()).one("Service", "stable-diffusion")
     assert svc["spec"]["type"] == "ClusterIP"
     assert svc["spec"]["ports"] == [{"name": "http", "port": 8000.0, "targetPort": "http", "protocol": "TCP"}]
     assert svc["spec"]["selector"] == {"app.kubernetes.io/name": "stable-diffusion",
@@ -281,8 +280,8 @@ def test_service_does_not_wait_for_pods(autoscaling):
     # than a first GPU rollout may take, and forever at zero replicas. The Deployment's
     # own await (30 minutes) covers pod readiness.
     config = app() if autoscaling is None else with_sd(app(), autoscaling=autoscaling)
-    svc = run(config).one("Service")
-    assert svc["metadata"]["annotations"]["pulumi.com/skipAwait"] == "true"
+    for svc in run(config).find("Service"):  # the ClusterIP one and the peers' headless one
+        assert svc["metadata"]["annotations"]["pulumi.com/skipAwait"] == "true"
 
 
 def test_ingress_waits_for_a_published_address_only_without_a_host():
@@ -335,11 +334,13 @@ def test_network_policy_admits_only_controller_and_allowed_namespaces():
     policy = run(config).one("NetworkPolicy")
     assert policy["spec"]["policyTypes"] == ["Ingress"]
     (rule,) = policy["spec"]["ingress"]
-    (peer,) = rule["from"]
-    expression = peer["namespaceSelector"]["matchExpressions"][0]
+    namespaces, replicas = rule["from"]
+    expression = namespaces["namespaceSelector"]["matchExpressions"][0]
     assert expression["key"] == "kubernetes.io/metadata.name"
     assert expression["values"] == ["apps", "ingress-nginx", "monitoring"]
     assert rule["ports"] == [{"port": 8000.0, "protocol": "TCP"}]
+    # The replicas themselves (same namespace): they fetch each other's url images.
+    assert replicas == {"podSelector": {"matchLabels": policy["spec"]["podSelector"]["matchLabels"]}}
 
 
 def test_network_policy_can_be_turned_off():

@@ -20,6 +20,10 @@ from inference.metrics import Metrics
 
 from .test_render import MATRIX
 
+# What the kubelet fills in for a `valueFrom.fieldRef` variable, so the parser sees a
+# value of the same shape as in the pod.
+FIELD_STAND_INS = {"status.podIP": "10.244.3.17"}
+
 
 def _inference_containers(objects: list[dict]) -> list[tuple[dict, dict]]:
     """(pod spec, container) of the inference Deployment's init and main containers."""
@@ -50,6 +54,13 @@ def test_every_sd_variable_is_a_valid_setting_of_the_command_it_configures(rende
             settings_class = COMMANDS[command][0]
             known = {env_name(field) for field in settings_class.model_fields}
             environ = {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+            for entry in container.get("env", []):
+                field = entry.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+                if field is not None:
+                    if field not in FIELD_STAND_INS:
+                        failures.append(f"{where}: {entry['name']} comes from {field}, which this test cannot stand in for")
+                        continue
+                    environ[entry["name"]] = FIELD_STAND_INS[field]
             failures += [f"{where}: {var} is not a setting of `{command}`"
                          for var in sorted(environ) if var.startswith("SD_") and var not in known]
             # The htpasswd file exists in the pod (a Secret item); point the parser at a

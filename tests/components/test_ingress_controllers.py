@@ -23,7 +23,7 @@ def _admitted(policy: dict) -> set[str]:
         value
         for rule in policy["spec"]["ingress"]
         for peer in rule["from"]
-        for expression in peer["namespaceSelector"]["matchExpressions"]
+        for expression in peer.get("namespaceSelector", {}).get("matchExpressions", [])
         if expression["key"] == "kubernetes.io/metadata.name" and expression["operator"] == "In"
         for value in expression["values"]
     }

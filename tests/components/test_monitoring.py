@@ -23,7 +23,7 @@ POD_MONITOR = {"namespace": "monitoring", "pod_monitor": True, "labels": {"relea
 
 def _admitted(result) -> list[str]:
     (rule,) = result.one("NetworkPolicy", NAME)["spec"]["ingress"]
-    (peer,) = rule["from"]
+    peer, _replicas = rule["from"]
     return peer["namespaceSelector"]["matchExpressions"][0]["values"]
 
 

@@ -33,7 +33,7 @@ def test_outputs_shape_without_tls():
 
 def test_internal_host_is_the_service_dns_name():
     result = run(app(namespace="sd"))
-    svc = result.one("Service")
+    svc = result.one("Service", "stable-diffusion")
     assert result.outputs["internal_api"]["host"] == (
         f"{svc['metadata']['name']}.{svc['metadata']['namespace']}.svc.cluster.local")
     assert result.outputs["internal_api"]["port"] == svc["spec"]["ports"][0]["port"]
