@@ -46,7 +46,6 @@ FETCH_TIMEOUT_SECONDS = 3.0
 RESOLVE_CACHE_SECONDS = 5.0
 # The owner part of an id: 4 (IPv4) or 16 (IPv6) bytes, unpadded URL-safe base64.
 _ID = re.compile(r"^[A-Za-z0-9_-]{16,64}\.([A-Za-z0-9_-]{6}|[A-Za-z0-9_-]{22})$")
-_MAX_RESPONSE_HEAD_BYTES = 16 * 1024
 
 
 def encode_owner(address: str) -> str:
@@ -148,56 +147,38 @@ class Peers:
             return None
         if authorization is not None and ("\r" in authorization or "\n" in authorization):
             return None
+        # Imported here: only a replica with peers ever fetches (and the GPU benchmark's
+        # machine, which runs the server without peers, has no httpx2).
+        import httpx2
+
         try:
-            return await asyncio.wait_for(self._get(owner, path, authorization), self.timeout_seconds)
-        except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as error:
+            return await asyncio.wait_for(self._get(httpx2, owner, path, authorization), self.timeout_seconds)
+        except (OSError, TimeoutError, ValueError, httpx2.HTTPError) as error:
             logger.warning("peers: image from %s not fetched: %s", owner, error or type(error).__name__)
             return None
 
-    async def _get(self, owner: IPAddress, path: str, authorization: str | None) -> bytes | None:
+    async def _get(self, httpx2, owner: IPAddress, path: str, authorization: str | None) -> bytes | None:
         host = f"[{owner}]" if owner.version == 6 else str(owner)
-        lines = [
-            f"GET {path} HTTP/1.1",
-            f"Host: {host}:{self.port}",
-            f"{LOCAL_ONLY_HEADER}: 1",
-            "Connection: close",
-        ]
+        headers = {LOCAL_ONLY_HEADER: "1", "Accept-Encoding": "identity"}  # the PNG as stored
         if authorization is not None:
-            lines.append(f"Authorization: {authorization}")
-        reader, writer = await asyncio.open_connection(str(owner), self.port, limit=_MAX_RESPONSE_HEAD_BYTES)
-        try:
-            writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-            await writer.drain()
-            status, headers = _response_head(await reader.readuntil(b"\r\n\r\n"))
-            if status != 200:
-                logger.info("peers: %s answered %d for an image link", owner, status)
-                return None
-            length = headers.get("content-length", "")
-            if headers.get("content-type") != "image/png" or not length.isdigit() or "transfer-encoding" in headers:
-                raise ValueError("the answer is not a PNG of known length")
-            if int(length) > self.max_bytes:
-                raise ValueError(f"the image is larger than {self.max_bytes} bytes")
-            body = await reader.readexactly(int(length))
-            return body if body.startswith(b"\x89PNG\r\n\x1a\n") else None
-        finally:
-            writer.close()
-            try:
-                await writer.wait_closed()
-            except OSError:
-                pass
-
-
-def _response_head(head: bytes) -> tuple[int, dict[str, str]]:
-    status_line, *header_lines = head.decode("latin-1").split("\r\n")
-    version, _, rest = status_line.partition(" ")
-    if not version.startswith("HTTP/1.") or not rest[:3].isdigit():
-        raise ValueError(f"not an HTTP/1 response: {status_line[:40]!r}")
-    headers = {}
-    for line in header_lines:
-        name, sep, value = line.partition(":")
-        if sep:
-            headers[name.strip().lower()] = value.strip()
-    return int(rest[:3]), headers
+            headers["Authorization"] = authorization
+        # trust_env=False: a cluster's HTTP(S)_PROXY must not carry pod-to-pod traffic.
+        async with httpx2.AsyncClient(trust_env=False, follow_redirects=False, timeout=self.timeout_seconds) as client:
+            async with client.stream("GET", f"http://{host}:{self.port}{path}", headers=headers) as response:
+                if response.status_code != 200:
+                    logger.info("peers: %s answered %d for an image link", owner, response.status_code)
+                    return None
+                length = response.headers.get("content-length", "")
+                if response.headers.get("content-type") != "image/png" or not length.isdigit():
+                    raise ValueError("the answer is not a PNG of known length")
+                if int(length) > self.max_bytes:
+                    raise ValueError(f"the image is larger than {self.max_bytes} bytes")
+                body = bytearray()
+                async for chunk in response.aiter_raw():
+                    body += chunk
+                    if len(body) > int(length):
+                        raise ValueError("the answer is longer than its Content-Length")
+                return bytes(body) if body.startswith(b"\x89PNG\r\n\x1a\n") else None
 
 
 class ImageLinks:
