@@ -36,6 +36,11 @@ class Metrics:
         )
         self.model_load_seconds = Gauge("sd_model_load_seconds", "Seconds the model took to load", ["model"], registry=r)
         self.startup_seconds = Gauge("sd_startup_seconds", "Seconds from process start to ready", registry=r)
+        self.startup_import_seconds = Gauge(
+            "sd_startup_import_seconds",
+            "Seconds of the start-up spent importing torch, transformers and diffusers (part of sd_startup_seconds)",
+            registry=r,
+        )
         self.ready = Gauge("sd_ready", "1 when the server accepts generations", registry=r)
 
     # BatchObserver

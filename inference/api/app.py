@@ -76,7 +76,7 @@ def create_app(
     if auth is not None:
         app.add_middleware(BasicAuthMiddleware, auth=auth)
     app.add_middleware(BodySizeLimitMiddleware, limit=settings.max_body_bytes)
-    app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)
+    app.add_middleware(MetricsMiddleware, metrics=runtime.metrics, routes=app.routes)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..metrics import Metrics
@@ -78,9 +81,14 @@ def status_label(status: int) -> str:
     return str(status) if 100 <= status <= 599 else "other"
 
 
-def route_label(scope: Scope, root_path: str) -> str:
+def route_label(scope: Scope, root_path: str, routes: Sequence[BaseRoute] = ()) -> str:
     """The route's template (`/sdapi/v1/options`, `/v1/models/{model_id:path}`), a mount's
-    prefix (`/web`), `/` for the page, else `unmatched`: never the raw path."""
+    prefix (`/web`), else `unmatched`: never the raw path.
+
+    A request answered before routing (a 401 from the auth layer, a 413 by Content-Length)
+    carries no route: it gets the template of the route in `routes` it would have gone to,
+    found as the router finds it (a full match first, else one that differs only in the
+    method), without running it."""
     route = scope.get("route")
     template = getattr(route, "path", None)
     if template:
@@ -88,15 +96,32 @@ def route_label(scope: Scope, root_path: str) -> str:
     mounted = scope.get("root_path", root_path)
     if mounted != root_path:
         return mounted[len(root_path):]  # a static mount (its prefix is fixed in code)
-    return "/" if scope["path"] == "/" else "unmatched"
+    return _template_matching(scope, routes) or "unmatched"
+
+
+def _template_matching(scope: Scope, routes: Sequence[BaseRoute]) -> str | None:
+    # FastAPI keeps an included router's routes inside one entry of `routes`;
+    # iter_route_contexts lists them one by one, as routing and the OpenAPI schema see them.
+    method_differs = None
+    for route in iter_route_contexts(routes):
+        match, _ = route.matches(scope)
+        if match is Match.FULL:
+            return route.path
+        if match is Match.PARTIAL and method_differs is None:
+            method_differs = route.path
+    return method_differs
 
 
 class MetricsMiddleware:
-    """Observes latency by route template, method and status, each from a bounded set."""
+    """Observes latency by route template, method and status, each from a bounded set.
 
-    def __init__(self, app: ASGIApp, metrics: Metrics):
+    `routes`: the app's routes (the live list), to label requests answered before routing.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, routes: Sequence[BaseRoute] = ()):
         self.app = app
         self.metrics = metrics
+        self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -116,6 +141,6 @@ class MetricsMiddleware:
             await self.app(scope, receive, observing_send)
         finally:
             self.metrics.observe_request(
-                route_label(scope, root_path), method_label(scope["method"]), status_label(status),
+                route_label(scope, root_path, self.routes), method_label(scope["method"]), status_label(status),
                 time.perf_counter() - started,
             )

@@ -72,3 +72,29 @@ def env(c: dict) -> dict[str, Any]:
 
 def volumes(result: mock_engine.RunResult) -> dict[str, dict]:
     return {v["name"]: v for v in pod_spec(result)["volumes"]}
+
+
+def is_secret(value) -> bool:
+    """Whether a rendered value is a Pulumi secret."""
+    from pulumi.runtime import rpc
+
+    return rpc.is_rpc_secret(value)
+
+
+def unwrap(value):
+    """A rendered value with its secret wrapper, if any, taken off."""
+    from pulumi.runtime import rpc
+
+    return rpc.unwrap_rpc_secret(value) if rpc.is_rpc_secret(value) else value
+
+
+def pulumi_warnings(monkeypatch) -> list[str]:
+    """The list `pulumi.log.warn` appends its messages to from now on."""
+    import pulumi
+
+    seen: list[str] = []
+    monkeypatch.setattr(pulumi.log, "warn", lambda message, *args, **kwargs: seen.append(message))
+    return seen
+
+# A Prometheus address for autoscaling inputs (KEDA's trigger queries it).
+PROM = "http://prometheus-server.monitoring.svc:9090"

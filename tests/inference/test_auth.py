@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import secrets
 import statistics
 import threading
 import time
@@ -23,6 +24,7 @@ from inference.api.auth import (
 )
 
 from .server import ServerProcess
+from .serving_helpers import scrape
 
 PASSWORD = "correct horse battery staple"
 HF_TOKEN = "hf_NeverLogThisTokenValue123"
@@ -73,6 +75,29 @@ def test_every_api_route_accepts_the_right_credentials(auth_server):
         assert response.status_code != 401, (method, path)
     generated = _call(auth_server, "POST", "/v1/txt2img", auth=("artist", "second-user-pass"))
     assert generated.status_code == 200 and len(generated.json()["images"]) == 1
+
+
+def test_refused_requests_are_counted_under_the_route_they_asked_for(auth_server):
+    """The auth layer answers before routing; the request metric still names the route's
+    template (never the raw path), and a path no route matches stays `unmatched`."""
+
+    def count(samples, route: str, method: str) -> float:
+        labels = frozenset({("route", route), ("method", method), ("status", "401")})
+        return samples.get(("sd_request_duration_seconds_count", labels), 0.0)
+
+    random_path = f"/nope/{secrets.token_hex(8)}"
+    model_path = f"/v1/models/{secrets.token_hex(8)}"
+    with httpx.Client(base_url=auth_server.url, timeout=60) as client:
+        before = scrape(client)
+        assert client.post("/sdapi/v1/txt2img", json={"prompt": "x"}).status_code == 401
+        assert client.get(model_path).status_code == 401
+        assert client.get(random_path).status_code == 401
+        after = scrape(client)
+    assert count(after, "/sdapi/v1/txt2img", "POST") == count(before, "/sdapi/v1/txt2img", "POST") + 1
+    assert count(after, "/v1/models/{model_id:path}", "GET") == count(before, "/v1/models/{model_id:path}", "GET") + 1
+    assert count(after, "unmatched", "GET") == count(before, "unmatched", "GET") + 1
+    routes = {value for (_, labels) in after for name, value in labels if name == "route"}
+    assert not routes & {random_path, model_path}
 
 
 def test_openai_client_authenticates_with_user_colon_password_as_api_key(auth_server):
