@@ -143,7 +143,8 @@ class ServerSettings(ModelSettings):
     peers: str | None = Field(
         None,
         description="DNS name that resolves to every replica's IP (a headless Service); with --advertise-address, "
-        "a url image link made by another replica is fetched from it (only from an address this name resolves to)",
+        "a url image link made by another replica is fetched from it (only from an address this name resolves to), "
+        "and StableStudio's history lists every replica's images",
     )
     max_connections: int = Field(
         1024,

@@ -14,7 +14,7 @@ from ..service.describe import VERSION
 from ..service.generation import GenerationService
 from ..service.history import GenerationHistory, ImageUrlStore
 from ..service.options import A1111State
-from ..service.peers import ImageLinks, PeerResolver, Peers, resolve_with_dns
+from ..service.peers import ImageLinks, PeerResolver, Peers, ReplicaHistory, resolve_with_dns
 from ..service.runtime import Runtime
 from . import extras, openai_images, ops, sdapi, sdapi_catalog, seed, stablestudio
 from .auth import BasicAuth, BasicAuthMiddleware, load_htpasswd
@@ -55,10 +55,15 @@ def create_app(
     )
     # The service objects of this app, read by the routes through api/dependencies.py.
     app.state.runtime = runtime
-    app.state.history = GenerationHistory(settings.history_size)
-    app.state.image_links = image_links(settings, peer_resolver)
+    peers = make_peers(settings, peer_resolver)
+    owner_tag = peers.owner_tag if peers else None
+    history = GenerationHistory(settings.history_size, owner_tag=owner_tag)
+    app.state.history = ReplicaHistory(history, peers, max_entry_bytes=_max_png_base64_bytes(settings))
+    app.state.image_links = ImageLinks(
+        ImageUrlStore(settings.image_url_capacity, settings.image_url_ttl_seconds, owner_tag=owner_tag), peers
+    )
     app.state.a1111 = A1111State(runtime)
-    app.state.generation = GenerationService(settings, runtime, app.state.a1111, history=app.state.history)
+    app.state.generation = GenerationService(settings, runtime, app.state.a1111, history=history)
     install_error_handlers(app)
     app.include_router(ops.router)
     app.include_router(seed.router)
@@ -92,20 +97,23 @@ def create_app(
     return app
 
 
-# A url image is one PNG of at most max_width x max_height: RGBA at 4 bytes a pixel
+# A generated image is one PNG of at most max_width x max_height: RGBA at 4 bytes a pixel
 # bounds it (PNG's own overhead is far below the margin, which also covers its text chunk).
 _PNG_MARGIN_BYTES = 1024 * 1024
 
 
-def image_links(settings: ServerSettings, resolver: PeerResolver) -> ImageLinks:
-    """The OpenAI url images: this replica's store, and its peers when configured."""
-    peers = None
-    if settings.peers and settings.advertise_address:
-        peers = Peers(
-            settings.advertise_address, settings.peers, settings.port, resolver=resolver,
-            max_bytes=settings.max_width * settings.max_height * 4 + _PNG_MARGIN_BYTES,
-        )
-    store = ImageUrlStore(
-        settings.image_url_capacity, settings.image_url_ttl_seconds, owner_tag=peers.owner_tag if peers else None
+def _max_png_bytes(settings: ServerSettings) -> int:
+    return settings.max_width * settings.max_height * 4 + _PNG_MARGIN_BYTES
+
+
+def _max_png_base64_bytes(settings: ServerSettings) -> int:
+    return -(-_max_png_bytes(settings) // 3) * 4
+
+
+def make_peers(settings: ServerSettings, resolver: PeerResolver) -> Peers | None:
+    """The other replicas (url images and StableStudio's history), when configured."""
+    if not (settings.peers and settings.advertise_address):
+        return None
+    return Peers(
+        settings.advertise_address, settings.peers, settings.port, resolver=resolver, max_bytes=_max_png_bytes(settings)
     )
-    return ImageLinks(store, peers)

@@ -11,9 +11,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from ..service.generation import GenerationService
-from ..service.history import GenerationHistory
 from ..service.options import A1111State
-from ..service.peers import ImageLinks
+from ..service.peers import ImageLinks, ReplicaHistory
 from ..service.runtime import DisconnectCheck, Runtime
 
 
@@ -29,7 +28,7 @@ def get_a1111_state(request: Request) -> A1111State:
     return request.app.state.a1111
 
 
-def get_history(request: Request) -> GenerationHistory:
+def get_history(request: Request) -> ReplicaHistory:
     return request.app.state.history
 
 
@@ -45,6 +44,6 @@ def get_disconnect_check(request: Request) -> DisconnectCheck:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 GenerationServiceDep = Annotated[GenerationService, Depends(get_generation_service)]
 A1111StateDep = Annotated[A1111State, Depends(get_a1111_state)]
-HistoryDep = Annotated[GenerationHistory, Depends(get_history)]
+HistoryDep = Annotated[ReplicaHistory, Depends(get_history)]
 ImageLinksDep = Annotated[ImageLinks, Depends(get_image_links)]
 DisconnectCheckDep = Annotated[DisconnectCheck, Depends(get_disconnect_check)]

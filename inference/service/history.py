@@ -27,8 +27,16 @@ class HistoryEntry:
 
 
 class GenerationHistory:
-    def __init__(self, capacity: int):
-        self._entries: deque[HistoryEntry] = deque(maxlen=max(0, capacity))
+    """The newest `capacity` saved images of this replica.
+
+    With `owner_tag` (service/peers.py: this replica's address), names end in it
+    (`00001-<seed>-<tag>.png`): StableStudio keys its images by name, and every replica
+    counts from 1."""
+
+    def __init__(self, capacity: int, owner_tag: str | None = None):
+        self.capacity = max(0, capacity)
+        self._entries: deque[HistoryEntry] = deque(maxlen=self.capacity)
+        self._name_suffix = f"-{owner_tag}" if owner_tag else ""
         self._counter = 0
         self._lock = threading.Lock()
 
@@ -40,8 +48,9 @@ class GenerationHistory:
             # An interrupted request saves the images it has, fewer than its seeds.
             for image, seed in zip(images, seeds, strict=False):
                 self._counter += 1
-                # A1111's own file naming: a running number and the seed.
-                name = f"{self._counter:05d}-{seed}.png"
+                # A1111's own file naming: a running number and the seed (A1111 may add
+                # more after them, as the owner tag does here).
+                name = f"{self._counter:05d}-{seed}{self._name_suffix}.png"
                 self._entries.append(HistoryEntry(name, now, image, width, height))
 
     def recent(self, limit: int | None = None) -> list[HistoryEntry]:

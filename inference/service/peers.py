@@ -1,4 +1,5 @@
-"""Replicas serving each other's OpenAI `response_format: url` images.
+"""Replicas serving each other's OpenAI `response_format: url` images and StableStudio
+history.
 
 An image link is kept in the memory of the replica that made it (`ImageUrlStore`), but
 the Service in front of several replicas sends a link's GET to any of them. With
@@ -15,6 +16,12 @@ written by the client, and this server must not be made to connect to any addres
 client chooses. Every failure (owner unknown, unreachable, slow, answering anything but
 a PNG) is "no such image" to the caller, never an error of its own: the fetch is bounded
 in time (`timeout_seconds` in all) and in size (`max_bytes`).
+
+StableStudio's history (`ReplicaHistory`) is kept per replica too: with peers, the route
+asks every other replica the peers' name resolves to for its own entries (the same
+header, the client's `Authorization`), all at once and within the same timeout in all,
+and answers with the newest across them. History names end in the owner tag, so they
+are unique across replicas.
 """
 
 from __future__ import annotations
@@ -23,13 +30,15 @@ import asyncio
 import base64
 import binascii
 import ipaddress
+import json
 import logging
+import math
 import re
 import socket
 import time
 from collections.abc import Awaitable, Callable
 
-from .history import ImageUrlStore
+from .history import GenerationHistory, HistoryEntry, ImageUrlStore
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +144,10 @@ class Peers:
             self._members_until = self._clock() + self._cache_seconds
         return self._members
 
+    async def others(self) -> list[IPAddress]:
+        """Every other replica's address (sorted, so peers are asked in a stable order)."""
+        return sorted((a for a in await self.members() if a != self.own_address), key=lambda a: (a.version, a.packed))
+
     async def fetch_image(self, image_id: str, path: str, authorization: str | None) -> bytes | None:
         """The PNG of an id another replica owns, fetched from that replica at `path`;
         None when the id names no peer (this replica, or an address the peers' name does
@@ -145,40 +158,83 @@ class Peers:
         if owner not in await self.members():
             logger.info("peers: image link names %s, which is not a replica of %s; not fetched", owner, self.peers_name)
             return None
+        png = await self.fetch(
+            owner, "GET", path, authorization=authorization, max_bytes=self.max_bytes, content_type="image/png",
+            what="image",
+        )
+        return png if png is not None and png.startswith(b"\x89PNG\r\n\x1a\n") else None
+
+    async def fetch(
+        self,
+        peer: IPAddress,
+        method: str,
+        path: str,
+        *,
+        authorization: str | None,
+        max_bytes: int,
+        content_type: str,
+        json_body: object = None,
+        what: str = "answer",
+        timeout_seconds: float | None = None,
+    ) -> bytes | None:
+        """The body of `method path` on `peer` (an address `members()` gave: never one a
+        client wrote), sent with `LOCAL_ONLY_HEADER` and the client's `authorization`;
+        None unless the peer answers 200 with `content_type` and at most `max_bytes`
+        within `timeout_seconds` (default: this object's) in all. A failure is logged,
+        by peer address and reason only (never the credentials), and is not raised."""
         if authorization is not None and ("\r" in authorization or "\n" in authorization):
+            return None
+        timeout = self.timeout_seconds if timeout_seconds is None else timeout_seconds
+        if timeout <= 0:
             return None
         # Imported here: only a replica with peers ever fetches (and the GPU benchmark's
         # machine, which runs the server without peers, has no httpx2).
         import httpx2
 
         try:
-            return await asyncio.wait_for(self._get(httpx2, owner, path, authorization), self.timeout_seconds)
+            return await asyncio.wait_for(
+                self._request(httpx2, peer, method, path, authorization, json_body, max_bytes, content_type, timeout),
+                timeout,
+            )
         except (OSError, TimeoutError, ValueError, httpx2.HTTPError) as error:
-            logger.warning("peers: image from %s not fetched: %s", owner, error or type(error).__name__)
+            logger.warning("peers: %s from %s not fetched: %s", what, peer, error or type(error).__name__)
             return None
 
-    async def _get(self, httpx2, owner: IPAddress, path: str, authorization: str | None) -> bytes | None:
-        host = f"[{owner}]" if owner.version == 6 else str(owner)
-        headers = {LOCAL_ONLY_HEADER: "1", "Accept-Encoding": "identity"}  # the PNG as stored
+    async def _request(
+        self,
+        httpx2,
+        peer: IPAddress,
+        method: str,
+        path: str,
+        authorization: str | None,
+        json_body: object,
+        max_bytes: int,
+        content_type: str,
+        timeout: float,
+    ) -> bytes | None:
+        host = f"[{peer}]" if peer.version == 6 else str(peer)
+        headers = {LOCAL_ONLY_HEADER: "1", "Accept-Encoding": "identity"}  # the body as the peer has it
         if authorization is not None:
             headers["Authorization"] = authorization
         # trust_env=False: a cluster's HTTP(S)_PROXY must not carry pod-to-pod traffic.
-        async with httpx2.AsyncClient(trust_env=False, follow_redirects=False, timeout=self.timeout_seconds) as client:
-            async with client.stream("GET", f"http://{host}:{self.port}{path}", headers=headers) as response:
+        async with httpx2.AsyncClient(trust_env=False, follow_redirects=False, timeout=timeout) as client:
+            url = f"http://{host}:{self.port}{path}"
+            async with client.stream(method, url, headers=headers, json=json_body) as response:
                 if response.status_code != 200:
-                    logger.info("peers: %s answered %d for an image link", owner, response.status_code)
+                    logger.info("peers: %s answered %d to %s %s", peer, response.status_code, method, path)
                     return None
                 length = response.headers.get("content-length", "")
-                if response.headers.get("content-type") != "image/png" or not length.isdigit():
-                    raise ValueError("the answer is not a PNG of known length")
-                if int(length) > self.max_bytes:
-                    raise ValueError(f"the image is larger than {self.max_bytes} bytes")
+                media_type = response.headers.get("content-type", "").split(";", 1)[0].strip()
+                if media_type != content_type or not length.isdigit():
+                    raise ValueError(f"the answer is not {content_type} of known length")
+                if int(length) > max_bytes:
+                    raise ValueError(f"the answer is larger than {max_bytes} bytes")
                 body = bytearray()
                 async for chunk in response.aiter_raw():
                     body += chunk
                     if len(body) > int(length):
                         raise ValueError("the answer is longer than its Content-Length")
-                return bytes(body) if body.startswith(b"\x89PNG\r\n\x1a\n") else None
+                return bytes(body)
 
 
 class ImageLinks:
@@ -202,3 +258,95 @@ class ImageLinks:
         if png is not None or local_only or self.peers is None:
             return png
         return await self.peers.fetch_image(image_id, path, authorization)
+
+
+# What a history entry may add to its image's base64 in a peer's JSON answer (name, date,
+# size, punctuation), and to the whole answer.
+_ENTRY_SLACK_BYTES = 1024
+_ANSWER_SLACK_BYTES = 64 * 1024
+
+
+class ReplicaHistory:
+    """StableStudio's history: this replica's `GenerationHistory` and, with peers, every
+    other replica's, merged newest first.
+
+    Each other replica is asked concurrently at `path` (with `LOCAL_ONLY_HEADER`, so it
+    answers with its own entries only) for as many entries as this one keeps at most; the
+    whole call takes at most the peers' timeout. A peer that fails, is slow, or answers
+    more than `max_entry_bytes` per entry asked (plus slack) or anything but a list of
+    entries adds nothing: the answer is what was found."""
+
+    def __init__(self, history: GenerationHistory, peers: Peers | None = None, *, max_entry_bytes: int = 0):
+        self.history = history
+        self.peers = peers
+        self.max_entry_bytes = max_entry_bytes
+
+    async def recent(
+        self, limit: int | None, path: str, *, authorization: str | None, local_only: bool
+    ) -> list[HistoryEntry]:
+        """The newest `limit` entries, newest first; without a limit, all this replica keeps
+        (with peers: as many, the newest of all replicas)."""
+        own = self.history.recent(limit)
+        if local_only or self.peers is None or limit == 0:
+            return own
+        # Without a limit, as many as one replica keeps: the answer stays as large as
+        # without peers, and a peer never has to send more than it holds.
+        wanted = self.history.capacity if limit is None else min(limit, self.history.capacity)
+        if wanted == 0:
+            return own
+        answers = await self._from_others(wanted, path, authorization)
+        merged = sorted([*own, *(entry for answer in answers for entry in answer)], key=lambda e: -e.create_date)
+        unique: dict[str, HistoryEntry] = {}
+        for entry in merged:  # a name is StableStudio's key for an image: one entry per name
+            unique.setdefault(entry.image_name, entry)
+        return list(unique.values())[: limit if limit is not None else wanted]
+
+    async def _from_others(self, wanted: int, path: str, authorization: str | None) -> list[list[HistoryEntry]]:
+        peers = self.peers
+        assert peers is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + peers.timeout_seconds
+        try:
+            others = await asyncio.wait_for(peers.others(), peers.timeout_seconds)
+        except TimeoutError:
+            return []
+        max_bytes = wanted * (self.max_entry_bytes + _ENTRY_SLACK_BYTES) + _ANSWER_SLACK_BYTES
+
+        async def ask(peer: IPAddress) -> list[HistoryEntry]:
+            body = await peers.fetch(
+                peer, "POST", path, authorization=authorization, json_body={"limit": wanted}, max_bytes=max_bytes,
+                content_type="application/json", what="history", timeout_seconds=deadline - loop.time(),
+            )
+            if body is None:
+                return []
+            entries = await asyncio.to_thread(_history_entries, body)  # megabytes of JSON: off the event loop
+            if entries is None:
+                logger.warning("peers: history from %s not used: not a list of history entries", peer)
+                return []
+            return entries[:wanted]
+
+        return list(await asyncio.gather(*(ask(peer) for peer in others)))
+
+
+def _history_entries(body: bytes) -> list[HistoryEntry] | None:
+    """A peer's history answer as entries, or None when it is not one."""
+    try:
+        items = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(items, list):
+        return None
+    entries = []
+    for item in items:
+        if not isinstance(item, dict):
+            return None
+        name, date, content, width, height = (item.get(k) for k in ("image_name", "create_date", "content", "width", "height"))
+        if not (
+            isinstance(name, str) and isinstance(content, str)
+            and isinstance(date, int | float) and not isinstance(date, bool) and math.isfinite(date)
+            and isinstance(width, int) and not isinstance(width, bool)
+            and isinstance(height, int) and not isinstance(height, bool)
+        ):
+            return None
+        entries.append(HistoryEntry(name, float(date), content, width, height))
+    return entries
