@@ -12,26 +12,23 @@ import json
 import re
 import time
 
-import bcrypt
 import httpx
 import pytest
 
-from inference.api.app import create_app
-from inference.config import ServerSettings
 from inference.infotext import parse_infotext
 from inference.service.history import GenerationHistory, HistoryEntry
 from inference.service.peers import FETCH_TIMEOUT_SECONDS, LOCAL_ONLY_HEADER, Peers, ReplicaHistory, encode_owner
 
 from .conftest import decode_png
+from .peer_fixtures import PEERS_NAME, FakePeer, port_free_on_every_address, write_htpasswd
+from .peer_fixtures import replicas as peer_replicas
 from .server import ThreadedServer
-from .test_peers import FakePeer, _port_free_on_every_address
 
 PASSWORD = "history-test-pass"
 AUTH = ("admin", PASSWORD)
 A, B = "127.0.0.1", "127.0.0.2"
 LISTENER = "127.0.0.3"  # a listed replica; tests listen there with a FakePeer
 DOWN = "127.0.0.5"  # a listed replica with nothing listening
-PEERS_NAME = "sd-peers.test.svc.cluster.local"
 HISTORY_SIZE = 4
 ROUTE = "/StableStudio/get-generated-images"
 # (server, seed), oldest first: both replicas count from 00001.
@@ -40,25 +37,19 @@ SAVED = [(A, 11), (B, 22), (A, 33), (B, 44)]
 
 @pytest.fixture(scope="module")
 def port() -> int:
-    return _port_free_on_every_address()
+    return port_free_on_every_address([A, B, LISTENER, DOWN])
 
 
 @pytest.fixture(scope="module")
 def replicas(cache_dir, tmp_path_factory, port):
     htpasswd = tmp_path_factory.mktemp("history-auth") / "htpasswd"
-    htpasswd.write_text(f"admin:{bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()}\n")
+    write_htpasswd(htpasswd, PASSWORD)
 
-    async def fake_dns(name: str) -> list[str]:
+    def resolve(name: str) -> list[str]:
         return [A, B, LISTENER, DOWN] if name == PEERS_NAME else []
 
-    def server(address: str) -> ThreadedServer:
-        settings = ServerSettings(
-            model="builtin:tiny", cache_dir=cache_dir, auth_file=htpasswd, port=port, history_size=HISTORY_SIZE,
-            max_width=256, max_height=256, advertise_address=address, peers=PEERS_NAME,
-        )
-        return ThreadedServer(create_app(settings, peer_resolver=fake_dns), host=address, port=port)
-
-    with server(A) as a, server(B) as b:
+    with peer_replicas([A, B], port, resolve, cache_dir=cache_dir, auth_file=htpasswd, history_size=HISTORY_SIZE,
+                       max_width=256, max_height=256) as (a, b):
         by_address = {A: a, B: b}
         for address, seed in SAVED:
             answer = httpx.post(

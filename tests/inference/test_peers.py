@@ -10,20 +10,18 @@ import base64
 import io
 import secrets
 import socket
-import threading
 import time
 
-import bcrypt
 import httpx
 import openai
 import pytest
 from PIL import Image
 
-from inference.api.app import create_app
-from inference.config import ServerSettings
 from inference.service.history import ImageUrlStore
 from inference.service.peers import FETCH_TIMEOUT_SECONDS, LOCAL_ONLY_HEADER, Peers, encode_owner, owner_of
 
+from .peer_fixtures import PEERS_NAME, FakePeer, port_free_on_every_address, write_htpasswd
+from .peer_fixtures import replicas as peer_replicas
 from .server import ThreadedServer
 
 PASSWORD = "peer-test-pass"
@@ -33,7 +31,6 @@ BROKEN = "127.0.0.3"  # a listed replica that closes the connection without an a
 STRANGER = "127.0.0.4"  # listening, but not a replica: the peers' name does not resolve to it
 DOWN = "127.0.0.5"  # a listed replica with nothing listening
 HANGING = "127.0.0.6"  # a listed replica that accepts and never answers
-PEERS_NAME = "sd-peers.test.svc.cluster.local"
 PEER_SET = [A, B, BROKEN, DOWN, HANGING]
 UNKNOWN_BODY = {
     "error": {"message": "this image link is unknown or has expired", "type": "invalid_request_error", "param": None,
@@ -41,67 +38,9 @@ UNKNOWN_BODY = {
 }
 
 
-def _port_free_on_every_address() -> int:
-    addresses = [A, B, BROKEN, STRANGER, DOWN, HANGING]
-    for _ in range(50):
-        with socket.socket() as first:
-            first.bind((A, 0))
-            port = first.getsockname()[1]
-            try:
-                for address in addresses[1:]:
-                    with socket.socket() as other:
-                        other.bind((address, port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no port free on every loopback address")
-
-
-class FakePeer:
-    """A listener on (host, port) that records each request's head; answers `reply` and
-    closes, or with `reply=None` holds the connection open without a word."""
-
-    def __init__(self, host: str, port: int, reply: bytes | None = b""):
-        self.requests: list[bytes] = []
-        self._reply = reply
-        self._held: list[socket.socket] = []
-        self._sock = socket.create_server((host, port))
-        self._sock.settimeout(0.1)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except TimeoutError:
-                continue
-            conn.settimeout(5)
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-            self.requests.append(data)
-            if self._reply is None:
-                self._held.append(conn)
-            else:
-                conn.sendall(self._reply)
-                conn.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        for conn in self._held:
-            conn.close()
-        self._sock.close()
-
-
 @pytest.fixture(scope="module")
 def port() -> int:
-    return _port_free_on_every_address()
+    return port_free_on_every_address([A, B, BROKEN, STRANGER, DOWN, HANGING])
 
 
 @pytest.fixture(scope="module")
@@ -113,20 +52,13 @@ def resolutions() -> list[str]:
 @pytest.fixture(scope="module")
 def replicas(cache_dir, tmp_path_factory, port, resolutions):
     htpasswd = tmp_path_factory.mktemp("peers-auth") / "htpasswd"
-    htpasswd.write_text(f"admin:{bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()}\n")
+    write_htpasswd(htpasswd, PASSWORD)
 
-    async def fake_dns(name: str) -> list[str]:
+    def resolve(name: str) -> list[str]:
         resolutions.append(name)
         return list(PEER_SET) if name == PEERS_NAME else []
 
-    def server(address: str) -> ThreadedServer:
-        settings = ServerSettings(
-            model="builtin:tiny", cache_dir=cache_dir, auth_file=htpasswd, port=port,
-            advertise_address=address, peers=PEERS_NAME,
-        )
-        return ThreadedServer(create_app(settings, peer_resolver=fake_dns), host=address, port=port)
-
-    with server(A) as a, server(B) as b:
+    with peer_replicas([A, B], port, resolve, cache_dir=cache_dir, auth_file=htpasswd) as (a, b):
         yield a, b
 
 
