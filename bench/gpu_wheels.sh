@@ -19,11 +19,16 @@ exclude="$(git rev-parse --git-path info/exclude)"
 grep -qx '/.whl/' "$exclude" 2>/dev/null || echo '/.whl/' >> "$exclude"
 pin() { grep -E "^$1==" requirements/inference.txt | sed 's/ .*//'; }
 PY="${PYTHON:-python3}"
-platform=(--only-binary=:all: --python-version 3.12 --implementation cp
+# WHEEL_PYTHON / WHEEL_DIR: the same set for another CPython into another folder (a check here,
+# on this machine's 3.11, of what the device's 3.12 gets).
+dest="${WHEEL_DIR:-.whl}"
+platform=(--only-binary=:all: --python-version "${WHEEL_PYTHON:-3.12}" --implementation cp
           --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64
           --platform manylinux_2_34_x86_64 --platform manylinux_2_39_x86_64)
-rm -rf .whl && mkdir .whl
-"$PY" -m pip download -q --no-deps "${platform[@]}" -d .whl "$(pin diffusers)" "$(pin transformers)"
-"$PY" -m pip download -q "${platform[@]}" -d .whl "$(pin fastapi)" "$(pin uvicorn)" "$(pin pydantic)" "$(pin bcrypt)"
-ls -1 .whl
-du -sh .whl
+rm -rf "$dest" && mkdir -p "$dest"
+"$PY" -m pip download -q --no-deps "${platform[@]}" -d "$dest" "$(pin diffusers)" "$(pin transformers)"
+# fastapi-offline: the server imports its Swagger UI files at start (inference/api/security.py).
+"$PY" -m pip download -q "${platform[@]}" -d "$dest" "$(pin fastapi)" "$(pin fastapi-offline)" "$(pin uvicorn)" \
+    "$(pin pydantic)" "$(pin bcrypt)"
+ls -1 "$dest"
+du -sh "$dest"
