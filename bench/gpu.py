@@ -31,7 +31,7 @@ it/s is the denoising rate from the difference of two whole calls (`--steps` and
 no step is synchronised on its own. images/s is batch / the median wall time of a
 `--steps` call. Every row says how long its first call (compile, capture) took.
 
-    python -m bench.gpu --out bench/results/h100-fast-path.json     # on a CUDA machine
+    python -m bench.gpu --out bench/results/h100-fast-path.json     # on a CUDA machine (bench/gpu_wheels.sh)
     python -m bench.gpu --smoke --out /tmp/smoke.json                 # tiny configs on the CPU
     python -m bench.gpu --report bench/results/h100-fast-path.json    # the tables again
 
@@ -202,6 +202,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.smoke:
         args.steps, args.short_steps, args.reps = min(args.steps, 4), min(args.short_steps, 2), 1
+    # Everything is built or saved locally; a lent GPU machine reaches no network, where a
+    # Hub lookup would wait for its timeout instead of failing at once.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     _quiet_libraries()
     run(Bench(args))
 

@@ -2,17 +2,20 @@
 # The wheels `python -m bench.gpu` needs on a lent GPU machine beside what it has (torch,
 # Triton, numpy, pillow, scipy, huggingface-hub, tokenizers, safetensors, accelerate, peft,
 # httpx, prometheus-client): the project's pins of diffusers and transformers (without
-# their dependencies, which the machine has) and of the web stack (with its small
-# dependencies), for CPython 3.12 on x86-64. Run here, in the repository root; `.whl/`
-# is ignored through .git/info/exclude and travels with `carry: [".whl"]`. Then, on the
-# device, one command:
+# their dependencies, which the machine has) and of the web stack, fastapi-offline
+# included (with their small dependencies), for CPython 3.12 on x86-64 (about 24 MB; the
+# tracked files add 2 MB to what travels, under its 64 MiB). Run here, in the repository
+# root; `.whl/` is ignored through .git/info/exclude and travels with `carry: [".whl"]`.
+# Then, on the device, one command:
 #
 #   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
 #       --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit; \
-#   PYTHONUNBUFFERED=1 python3 -m bench.gpu --out $OUT/gpu-fast-path.json 2>&1 | tee $OUT/gpu-fast-path.log
+#   PYTHONUNBUFFERED=1 python3 -m bench.gpu --out $OUT/gpu-fast-path.json --server-logs $OUT/servers \
+#       2>&1 | tee $OUT/gpu-fast-path.log
 #
-# (timeout_s 560: the run budgets itself to 470 s) and commit the returned JSON and log
-# under bench/results/.
+# (timeout_s 560: the run budgets itself to 470 s; the JSON is rewritten after every row
+# and note, so a run killed at the limit still returns what it measured) and commit the
+# returned JSON, log and server logs under bench/results/. Versions there: docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 exclude="$(git rev-parse --git-path info/exclude)"
