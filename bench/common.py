@@ -33,11 +33,16 @@ def server(*flags: str, cache_dir: Path = DEFAULT_CACHE):
 
 
 @contextmanager
-def timed_server(*flags: str, cache_dir: Path = DEFAULT_CACHE, env: dict[str, str] | None = None, timeout: float = 300):
-    """As `server`, yielding (base URL, seconds from spawn to the first 200 on /readyz)."""
+def timed_server(*flags: str, cache_dir: Path = DEFAULT_CACHE, env: dict[str, str] | None = None, timeout: float = 300,
+                 log_path: Path | None = None):
+    """As `server`, yielding (base URL, seconds from spawn to the first 200 on /readyz).
+    The server's output goes to `log_path` (default: a new temporary file)."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    log = tempfile.NamedTemporaryFile(prefix="sd-bench-", suffix=".log", delete=False)
+    if log_path is None:
+        log = tempfile.NamedTemporaryFile(prefix="sd-bench-", suffix=".log", delete=False)
+    else:
+        log = open(log_path, "wb")  # noqa: SIM115 - closed in the finally below, as the temporary file
     command = [sys.executable, "-m", "inference", "serve", "--port", str(port), "--cache-dir", str(cache_dir),
                "--log-level", "warning", *flags]
     spawned = time.monotonic()

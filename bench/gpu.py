@@ -31,7 +31,7 @@ it/s is the denoising rate from the difference of two whole calls (`--steps` and
 no step is synchronised on its own. images/s is batch / the median wall time of a
 `--steps` call. Every row says how long its first call (compile, capture) took.
 
-    python -m bench.gpu --out bench/results/h100-fast-path.json     # on a CUDA machine
+    python -m bench.gpu --out bench/results/h100-fast-path.json     # on a CUDA machine (bench/gpu_wheels.sh)
     python -m bench.gpu --smoke --out /tmp/smoke.json                 # tiny configs on the CPU
     python -m bench.gpu --report bench/results/h100-fast-path.json    # the tables again
 
@@ -54,7 +54,11 @@ from .gpu_sweep import sweep
 
 
 def run(bench: Bench) -> None:
-    """The stages in the order the module docstring lists them; the tables printed at the end."""
+    """The stages in the order the module docstring lists them; the tables printed at the end.
+
+    Every step runs through `bench.attempt`: one that raises is recorded in the JSON's notes
+    and the run goes on with the next stage that does not depend on it.
+    """
     smoke = bench.args.smoke
     sd15, sdxl = (gpu_configs.SD15_SMOKE, gpu_configs.SDXL_SMOKE) if smoke else (gpu_configs.SD15, gpu_configs.SDXL)
     folder = bench.work / "sd15-random"
@@ -62,17 +66,12 @@ def run(bench: Bench) -> None:
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(inductor_dir)  # shared with the servers it starts
     model = None
     try:
-        pipe = bench.build(sd15)
-        if bench.fits("sd15-eager"):
-            call = bench.pipe_caller(pipe, sd15)
-            for batch in (1, 4):
-                bench.attempt(f"{sd15['name']} eager batch {batch}", bench.measure, call, sd15, EAGER, batch, path="pipeline")
-        bench.save_for_server(pipe, folder)
-        del pipe
-        bench.free()
-        if bench.fits("sd15-http"):
+        saved = sd15_eager_and_saved(bench, sd15, folder)
+        if not saved:
+            bench.note("SD 1.5 server stages skipped: no saved model for the server")
+        if saved and bench.fits("sd15-http"):
             bench.attempt("HTTP and cold starts", http_stage, bench, folder, sd15, inductor_dir)
-        if bench.fits("sd15-server"):
+        if saved and bench.fits("sd15-server"):
             model = bench.attempt("loading the server path", bench.load_server_path, folder)
             if model is not None:
                 bench.note(f"server path: {model.fast_path.summary()}")
@@ -80,15 +79,30 @@ def run(bench: Bench) -> None:
                 for batch in (1, 4):
                     bench.attempt(f"{sd15['name']} server path batch {batch}", bench.measure, call, sd15, SERVER, batch,
                                   path="engine")
-        if bench.fits("sd15-nobatch"):
+        if saved and bench.fits("sd15-nobatch"):
             bench.attempt("HTTP without batching", nobatch_stage, bench, folder, sd15, inductor_dir)
-        sdxl_stages(bench, sdxl)
+        bench.attempt(f"{sdxl['name']} stages", sdxl_stages, bench, sdxl)
         if model is not None and (not smoke or bench.args.smoke_compile):
-            sweep(bench, model, sd15)
+            bench.attempt("the compile sweep", sweep, bench, model, sd15)
     finally:
         bench.save()
         print()
         print(report(bench.payload()))
+
+
+def sd15_eager_and_saved(bench: Bench, arch: dict, folder: Path) -> bool:
+    """Stage 1 on a built SD 1.5, then the model folder the server stages load; whether saved."""
+    pipe = bench.attempt(f"building {arch['name']}", bench.build, arch)
+    if pipe is None:
+        return False
+    if bench.fits("sd15-eager"):
+        call = bench.pipe_caller(pipe, arch)
+        for batch in (1, 4):
+            bench.attempt(f"{arch['name']} eager batch {batch}", bench.measure, call, arch, EAGER, batch, path="pipeline")
+    saved = bench.attempt("saving the model for the server", bench.save_for_server, pipe, folder) is not None
+    del pipe
+    bench.free()
+    return saved
 
 
 def sdxl_stages(bench: Bench, arch: dict) -> None:
@@ -105,7 +119,9 @@ def sdxl_stages(bench: Bench, arch: dict) -> None:
             bench.attempt(f"{arch['name']} eager batch {batch}", bench.measure, call, arch, EAGER, batch, path="pipeline")
     if bench.fits("sdxl-server") and (not bench.args.smoke or bench.args.smoke_compile):
         config = choose_fast_path("auto", bench.device, max_batch_size=4)
-        applied = apply_fast_path(pipe, config)
+        applied = bench.attempt(f"{arch['name']}: applying the fast path", apply_fast_path, pipe, config)
+        if applied is None:
+            return
         bench.note(f"{arch['name']}: {applied.summary()}")
         for batch in (1, 4):
             if batch == 4 and not bench.fits("sdxl-server", 110):
@@ -174,7 +190,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--http-requests", type=int, default=4, help="requests per client in the timed HTTP round")
     parser.add_argument("--budget-s", type=float, default=470, help="skip stages that would not fit")
-    parser.add_argument("--server-timeout-s", type=float, default=420)
+    parser.add_argument("--server-timeout-s", type=float, default=420,
+                        help="the most a server may take to be ready (never more than the budget left)")
+    parser.add_argument("--server-logs", type=Path, help="write each server's log here (default: temporary files)")
     parser.add_argument("--stages", nargs="*", choices=sorted(ESTIMATES), help="only these stages")
     parser.add_argument("--work-dir", type=Path, help="model folder and caches (default: a new temporary directory)")
     parser.add_argument("--report", type=Path, help="print the tables of an earlier --out file and exit")
@@ -184,6 +202,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.smoke:
         args.steps, args.short_steps, args.reps = min(args.steps, 4), min(args.short_steps, 2), 1
+    # Everything is built or saved locally; a lent GPU machine reaches no network, where a
+    # Hub lookup would wait for its timeout instead of failing at once.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     _quiet_libraries()
     run(Bench(args))
 

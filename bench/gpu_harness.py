@@ -11,6 +11,7 @@ import platform
 import statistics
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -32,6 +33,7 @@ ESTIMATES = {
     "sd15-sweep": 60,  # per cheap candidate; max-autotune ones: SWEEP_AUTOTUNE_ESTIMATE
 }
 SWEEP_AUTOTUNE_ESTIMATE = 240
+NOTE_ERROR_CHARS = 3000  # of an exception's message kept in the notes
 
 
 class Bench:
@@ -98,6 +100,21 @@ class Bench:
         self.note(f"{stage}: skipped, {self.left():.0f}s left of the budget, about {needed:.0f}s needed")
         return False
 
+    def server_timeout(self) -> float:
+        """How long a server may take to be ready: `--server-timeout-s`, and no longer than
+        the budget left (a compile that overruns then fails the stage with the server's log
+        tail in the notes, instead of the run being killed from outside with nothing said)."""
+        if self.args.smoke:
+            return self.args.server_timeout_s
+        return max(60.0, min(self.args.server_timeout_s, self.left()))
+
+    def server_log(self, name: str) -> Path | None:
+        """Where the server called `name` writes its log (`--server-logs`), if anywhere."""
+        if not self.args.server_logs:
+            return None
+        Path(self.args.server_logs).mkdir(parents=True, exist_ok=True)
+        return Path(self.args.server_logs) / f"server-{name}.log"
+
     def sync(self) -> None:
         if self.device == "cuda":
             torch.cuda.synchronize()
@@ -153,15 +170,17 @@ class Bench:
         self.note(f"built {arch['name']} (UNet {sum(p.numel() for p in pipe.unet.parameters()) / 1e9:.2f}B parameters)")
         return pipe
 
-    def save_for_server(self, pipe, folder: Path) -> None:
-        """The pipeline as a local model folder `serve --model` loads (fp16 files on CUDA)."""
+    def save_for_server(self, pipe, folder: Path) -> Path:
+        """The pipeline as a local model folder `serve --model` loads: in float16 (CUDA) the
+        fp16 variant's files only, as the server's float16 load prefers them."""
         from inference.engine.builtin import _tokenizer  # the byte-level tokenizer of builtin:tiny
 
         pipe.register_modules(tokenizer=_tokenizer(self.work / "tokenizer-files"))
         started = time.perf_counter()
-        pipe.save_pretrained(folder, variant="fp16" if self.device == "cuda" else None)
+        pipe.save_pretrained(folder, variant="fp16" if self.dtype == torch.float16 else None)
         pipe.register_modules(tokenizer=None)
         self.note(f"saved the model for the server to {folder} in {time.perf_counter() - started:.1f}s")
+        return folder
 
     # -- measuring ----------------------------------------------------------------------
 
@@ -250,10 +269,18 @@ class Bench:
         return row
 
     def attempt(self, what: str, function, *args, **kwargs):
+        """`function(*args, **kwargs)`, or None when it raises: the error goes to the JSON's
+        notes (its message's start and end: a server's log tail is at the end) and the
+        traceback to the log, and the run goes on."""
         try:
             return function(*args, **kwargs)
         except Exception as error:  # noqa: BLE001 - record it, go on with the next stage
-            self.note(f"{what} failed: {type(error).__name__}: {str(error)[:600]}")
+            traceback.print_exc()
+            message = str(error)
+            if len(message) > NOTE_ERROR_CHARS:
+                half = NOTE_ERROR_CHARS // 2
+                message = f"{message[:half]} [...] {message[-half:]}"
+            self.note(f"{what} failed: {type(error).__name__}: {message}")
             return None
         finally:
             self.free()
@@ -264,7 +291,7 @@ class Bench:
         from inference.engine.fast_path import choose_fast_path
         from inference.engine.loading import choose_device, load_model
 
-        device = choose_device(self.device, "float16" if self.device == "cuda" else "float32")
+        device = choose_device(self.device, str(self.dtype).removeprefix("torch."))
         config = choose_fast_path(mode, self.device, max_batch_size=4)
         return load_model(str(folder), cache_dir=self.work / "models", device=device, fast_path=config)
 

@@ -32,7 +32,7 @@ def http_stage(bench: Bench, folder: Path, arch: dict, inductor_dir: Path) -> No
     shutil.rmtree(inductor_dir, ignore_errors=True)
     for cache in ("empty", "warm"):
         with timed_server(*server_flags(bench, folder, 4), cache_dir=bench.work / "models", env=env,
-                          timeout=bench.args.server_timeout_s) as (url, seconds):
+                          timeout=bench.server_timeout(), log_path=bench.server_log(f"{cache}-cache")) as (url, seconds):
             bench.cold_starts.append({"model": arch["name"], "cache": cache, "seconds_to_ready": round(seconds, 1),
                                       "startup_metric_s": _metric(url, "sd_startup_seconds"),
                                       "max_batch_size": 4})
@@ -55,7 +55,7 @@ def nobatch_stage(bench: Bench, folder: Path, arch: dict, inductor_dir: Path) ->
     body = {"steps": bench.args.steps, "cfg_scale": 7.0}
     requests = 1 if bench.args.smoke else bench.args.http_requests
     with timed_server(*server_flags(bench, folder, 1), cache_dir=bench.work / "models", env=env,
-                      timeout=bench.args.server_timeout_s) as (url, seconds):
+                      timeout=bench.server_timeout(), log_path=bench.server_log("nobatch")) as (url, seconds):
         bench.note(f"server (max batch 1) ready in {seconds:.1f}s")
         http_round(url, bench.args.clients, 1, body, seed_base=50_000)
         result = http_round(url, bench.args.clients, requests, body)

@@ -29,12 +29,7 @@ def sweep(bench: Bench, model, arch: dict) -> None:
     ]
     import torch._inductor.config as inductor_config
 
-    for name, options, graph, inductor, autotune in candidates:
-        needs_graphs = graph == "outside" or (options or {}).get("mode") in ("reduce-overhead", "max-autotune")
-        if needs_graphs and not graphs:
-            continue  # CUDA graphs need CUDA
-        if not bench.fits("sd15-sweep", SWEEP_AUTOTUNE_ESTIMATE if autotune else None):
-            continue
+    def prepare_and_measure(name, options, graph, inductor):
         torch._dynamo.reset()
         for key, value in inductor.items():
             setattr(inductor_config, key, value)
@@ -47,5 +42,13 @@ def sweep(bench: Bench, model, arch: dict) -> None:
             if options is not None:
                 forward = torch.compile(forward, dynamic=False, **options)
             unet.forward = capture_forward(forward)
-        bench.attempt(f"sweep {name}", bench.measure, call, arch, name, 1, path="engine", candidate=True)
+        return bench.measure(call, arch, name, 1, path="engine", candidate=True)
+
+    for name, options, graph, inductor, autotune in candidates:
+        needs_graphs = graph == "outside" or (options or {}).get("mode") in ("reduce-overhead", "max-autotune")
+        if needs_graphs and not graphs:
+            continue  # CUDA graphs need CUDA
+        if not bench.fits("sd15-sweep", SWEEP_AUTOTUNE_ESTIMATE if autotune else None):
+            continue
+        bench.attempt(f"sweep {name}", prepare_and_measure, name, options, graph, inductor)
     unet.__dict__.pop("forward", None)

@@ -6,9 +6,9 @@ compile of the tiny UNet takes minutes on these CPUs; bench.compile_cpu measures
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
+import threading
 import time
 from types import SimpleNamespace
 
@@ -230,14 +230,29 @@ STEP_SECONDS = 0.15
 
 def test_readyz_says_warming_with_progress_then_ready(cache_dir):
     """Warm-up forced on the CPU (explicit --warmup-sizes): 64x64 at buckets 1 and 2,
-    each call slowed so the warming state is observable; generations get 503 meanwhile."""
+    each call slowed so the warming state is observable; generations get 503 meanwhile.
+
+    Warm-up and requests run on one thread: CUDA graph trees are per thread, and torch
+    2.11's raise an AssertionError (cudagraph_trees.get_obj) when a thread other than the
+    one that first used them records a graph."""
     from inference.api.app import create_app
     from inference.config import ServerSettings
 
     from .server import ThreadedServer
 
+    threads: list[int] = []
+
+    def on_recorded_thread(run):
+        slowed = slow_steps(run, seconds=STEP_SECONDS)
+
+        def call(key, tasks, on_step):
+            threads.append(threading.get_ident())
+            return slowed(key, tasks, on_step)
+
+        return call
+
     settings = ServerSettings(model="builtin:tiny", cache_dir=cache_dir, warmup_sizes=["64x64"], max_batch_size=2)
-    app = create_app(settings, wrap_runner=functools.partial(slow_steps, seconds=STEP_SECONDS))
+    app = create_app(settings, wrap_runner=on_recorded_thread)
     server = ThreadedServer(app)
     server.thread.start()
     seen, refused = [], None
@@ -267,6 +282,7 @@ def test_readyz_says_warming_with_progress_then_ready(cache_dir):
     assert refused is not None and refused.status_code == 503 and "warming" in refused.text
     assert ready == 200
     assert app.state.runtime.warmup.done == 2
+    assert len(threads) == 3 and len(set(threads)) == 1, threads  # 2 warm-up calls, 1 request
 
 
 # -- the compile cache ---------------------------------------------------------------
