@@ -16,6 +16,9 @@
 # (timeout_s 560: the run budgets itself to 470 s; the JSON is rewritten after every row
 # and note, so a run killed at the limit still returns what it measured) and commit the
 # returned JSON, log and server logs under bench/results/. Versions there: docs/benchmarks.md.
+# If the budget made it skip stages (the JSON's notes say which), call again at once, while
+# the machine is still warm, with `--stages <the skipped ones> --out $OUT/gpu-fast-path-2.json`
+# and timeout_s for what is left of the device time; keep both files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 exclude="$(git rev-parse --git-path info/exclude)"
