@@ -144,7 +144,8 @@ class ServerSettings(ModelSettings):
         None,
         description="DNS name that resolves to every replica's IP (a headless Service); with --advertise-address, "
         "a url image link made by another replica is fetched from it (only from an address this name resolves to), "
-        "and StableStudio's history lists every replica's images",
+        "StableStudio's history lists every replica's images, and a checkpoint switch (POST /sdapi/v1/options) "
+        "switches every replica",
     )
     peer_switch_timeout_seconds: float = Field(
         120.0,

@@ -22,6 +22,9 @@ asks every other replica the peers' name resolves to for its own entries (the sa
 header, the client's `Authorization`), all at once and within the same timeout in all,
 and answers with the newest across them. History names end in the owner tag, so they
 are unique across replicas.
+
+The current checkpoint is switched on every replica over the same `fetch`
+(service/replica_checkpoint.py).
 """
 
 from __future__ import annotations

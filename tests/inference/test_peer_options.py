@@ -218,9 +218,12 @@ def test_a_replica_started_after_the_switch_comes_up_on_the_switched_checkpoint(
     a, b = replicas
     _reset(a, b)
     assert _select(a, SDXL).status_code == 200 and _current(b) == SDXL
-    with peer_replicas([C], port, _resolve, **_settings(cache_dir, secrets)) as (c,):
+    # C warms up on its default first (as the compiled fast path does), then adopts.
+    with peer_replicas([C], port, _resolve, **_settings(cache_dir, secrets, warmup_sizes=["64x64"])) as (c,):
         ready = httpx.get(f"{c.url}/readyz", timeout=10)
         assert ready.status_code == 200 and ready.json()["model"] == SDXL
+        warmup = c.server.config.app.state.runtime.warmup
+        assert warmup.total > 0 and warmup.done == warmup.total and not warmup.active
         assert _current(c) == SDXL
         assert _model_of(httpx.post(f"{c.url}/sdapi/v1/txt2img", json=SMALL, auth=AUTH, timeout=120))[0] == SDXL
 
