@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from inference.config import ServerSettings
+from inference.errors import InvalidInput
 from inference.infotext import parse_infotext
 from inference.service.options import A1111State
 from inference.service.peers import LOCAL_ONLY_HEADER, PEER_TOKEN_HEADER, Peers
@@ -272,7 +273,7 @@ def test_a_switch_a_peer_forwards_while_this_replica_starts_is_kept_and_wins(cac
         try:
             # Still loading: a forwarded switch is kept (validated by name), not refused.
             await checkpoint.set_options({"sd_model_checkpoint": SDXL}, authorization=None, local_only=True)
-            with pytest.raises(Exception, match="sd_model_checkpoint"):
+            with pytest.raises(InvalidInput, match="sd_model_checkpoint"):
                 await checkpoint.set_options({"sd_model_checkpoint": "nope"}, authorization=None, local_only=True)
             for _ in range(600):
                 if runtime.readiness()[0]:
