@@ -15,6 +15,7 @@ UID = 10001
 CACHE_MOUNT = "/models"
 AUTH_DIR = "/etc/stable-diffusion/auth"
 AUTH_FILE = f"{AUTH_DIR}/htpasswd"
+PEER_TOKEN_FILE = f"{AUTH_DIR}/peer-token"
 HF_TOKEN_DIR = "/etc/stable-diffusion/hf"
 
 

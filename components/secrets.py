@@ -10,7 +10,11 @@ reads the token from there), so it is never in an environment variable.
 
 Auth: a `pulumi_random.RandomPassword` whose `bcrypt_hash` goes into an htpasswd-format
 Secret (`user:<bcrypt>`) that the server mounts (`SD_AUTH_FILE`). The hash is computed
-once by the provider and kept in state, so a second `pulumi up` shows no diff.
+once by the provider and kept in state, so a second `pulumi up` shows no diff. The same
+Secret holds the replicas' shared token (another `RandomPassword`, `SD_PEER_TOKEN_FILE`):
+a starting replica reads the others' current checkpoint with it, as no client's
+credentials exist then; it opens nothing but that read (docs/api.md). Both are mounted
+as files, never put in environment variables.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from .meta import Names
 
 HF_TOKEN_KEY = "token"
 HTPASSWD_KEY = "htpasswd"
+PEER_TOKEN_KEY = "peer-token"
 CONFIG_NAMESPACE = "stable-diffusion"
 
 
@@ -100,11 +105,14 @@ def basic_auth(app: AppConfig, names: Names, opts: pulumi.ResourceOptions) -> Op
     # `or ""` only matters under test mocks, which do not compute provider outputs.
     htpasswd = password.bcrypt_hash.apply(lambda digest: f"{username}:{digest or ''}\n")
     secret_htpasswd: pulumi.Output[str] = pulumi.Output.secret(htpasswd)
+    # Only replicas read it: no client needs it, so it is in no output.
+    peer_token = random.RandomPassword(f"{names.base}-peer-token", length=32, special=False, opts=opts)
+    secret_peer_token: pulumi.Output[str] = pulumi.Output.secret(peer_token.result.apply(lambda value: value or ""))
     secret = k8s.core.v1.Secret(
         f"{names.base}-htpasswd",
         metadata=names.metadata(names.auth_secret),
         type="Opaque",
-        string_data={HTPASSWD_KEY: secret_htpasswd},
+        string_data={HTPASSWD_KEY: secret_htpasswd, PEER_TOKEN_KEY: secret_peer_token},
         opts=opts,
     )
     credentials: pulumi.Output[ApiCredentials] = pulumi.Output.secret(

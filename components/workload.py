@@ -20,11 +20,11 @@ import pulumi_kubernetes as k8s
 
 from .config import AppConfig
 from .image import ImageRef
-from .meta import AUTH_DIR, AUTH_FILE, CACHE_MOUNT, HF_TOKEN_DIR, PORT, PORT_NAME, Names
+from .meta import AUTH_DIR, AUTH_FILE, CACHE_MOUNT, HF_TOKEN_DIR, PEER_TOKEN_FILE, PORT, PORT_NAME, Names
 from .node_pools import Placement
 from .pods import container_security_context, guaranteed, http_probe, pod_spec, tmp_mount, tmp_volume
 from .presets import GPU_RESOURCE
-from .secrets import HTPASSWD_KEY, Auth, SecretKeyRef
+from .secrets import HTPASSWD_KEY, PEER_TOKEN_KEY, Auth, SecretKeyRef
 
 PSS_LABELS = {
     "pod-security.kubernetes.io/enforce": "restricted",
@@ -214,6 +214,8 @@ def _server_container(
     mounts = [{"name": "model-cache", "mountPath": CACHE_MOUNT}, tmp_mount()]
     if auth is not None:
         env.append({"name": "SD_AUTH_FILE", "value": AUTH_FILE})
+        # With auth on, a starting replica reads the others' current checkpoint with this.
+        env.append({"name": "SD_PEER_TOKEN_FILE", "value": PEER_TOKEN_FILE})
         mounts.append({"name": "htpasswd", "mountPath": AUTH_DIR, "readOnly": True})
     # The server may load a model again later (options / refresh-checkpoints).
     env += token_env
@@ -257,7 +259,9 @@ def deployment(
         volumes.append({
             "name": "htpasswd",
             "secret": {"secretName": names.auth_secret,
-                       "items": [{"key": HTPASSWD_KEY, "path": "htpasswd"}], "defaultMode": 0o440},
+                       "items": [{"key": HTPASSWD_KEY, "path": "htpasswd"},
+                                 {"key": PEER_TOKEN_KEY, "path": "peer-token"}],
+                       "defaultMode": 0o440},
         })
     pod = pod_spec(
         names,

@@ -144,7 +144,21 @@ class ServerSettings(ModelSettings):
         None,
         description="DNS name that resolves to every replica's IP (a headless Service); with --advertise-address, "
         "a url image link made by another replica is fetched from it (only from an address this name resolves to), "
-        "and StableStudio's history lists every replica's images",
+        "StableStudio's history lists every replica's images, and a checkpoint switch (POST /sdapi/v1/options) "
+        "switches every replica",
+    )
+    peer_switch_timeout_seconds: float = Field(
+        120.0,
+        gt=0,
+        le=3600,
+        description="with --peers, how long POST /sdapi/v1/options with sd_model_checkpoint waits for the other "
+        "replicas to switch too (each may have to load the checkpoint); past it the answer is given anyway",
+    )
+    peer_token_file: Path | None = Field(
+        None,
+        description="file holding a token every replica shares (the component generates one); with --auth-file "
+        "and --peers, a starting replica reads the other replicas' current checkpoint with it. It opens GET "
+        "/sdapi/v1/options with x-sd-local-only: 1 and nothing else",
     )
     max_connections: int = Field(
         1024,

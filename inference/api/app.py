@@ -15,9 +15,10 @@ from ..service.generation import GenerationService
 from ..service.history import GenerationHistory, ImageUrlStore
 from ..service.options import A1111State
 from ..service.peers import ImageLinks, PeerResolver, Peers, ReplicaHistory, resolve_with_dns
+from ..service.replica_checkpoint import ReplicaCheckpoint
 from ..service.runtime import Runtime
 from . import extras, openai_images, ops, sdapi, sdapi_catalog, seed, stablestudio
-from .auth import BasicAuth, BasicAuthMiddleware, load_htpasswd
+from .auth import BasicAuth, BasicAuthMiddleware, load_htpasswd, load_peer_token
 from .errors import install_error_handlers
 from .middleware import BodySizeLimitMiddleware, MetricsMiddleware
 from .security import SecurityHeadersMiddleware, mount_docs
@@ -37,6 +38,7 @@ def create_app(
     runtime = Runtime(settings, wrap_runner=wrap_runner)
     # Read the password file before serving anything: a bad file is a startup error.
     auth = BasicAuth(load_htpasswd(settings.auth_file)) if settings.auth_file else None
+    peer_token = load_peer_token(settings.peer_token_file) if settings.peer_token_file else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -55,7 +57,7 @@ def create_app(
     )
     # The service objects of this app, read by the routes through api/dependencies.py.
     app.state.runtime = runtime
-    peers = make_peers(settings, peer_resolver)
+    peers = make_peers(settings, peer_resolver, peer_token)
     owner_tag = peers.owner_tag if peers else None
     history = GenerationHistory(settings.history_size, owner_tag=owner_tag)
     app.state.history = ReplicaHistory(history, peers, max_entry_bytes=_max_png_base64_bytes(settings))
@@ -64,6 +66,11 @@ def create_app(
     )
     app.state.a1111 = A1111State(runtime)
     app.state.generation = GenerationService(settings, runtime, app.state.a1111, history=history)
+    app.state.checkpoint = ReplicaCheckpoint(
+        app.state.a1111, peers, path=sdapi.OPTIONS_PATH, switch_timeout_seconds=settings.peer_switch_timeout_seconds
+    )
+    if peers is not None:  # a starting replica adopts the checkpoint the others use
+        runtime.before_ready = app.state.checkpoint.adopt_from_peers
     install_error_handlers(app)
     app.include_router(ops.router)
     app.include_router(seed.router)
@@ -79,7 +86,7 @@ def create_app(
     # layer sees every response, 401s and 413s included, and every response (CORS
     # preflights too) carries the security headers.
     if auth is not None:
-        app.add_middleware(BasicAuthMiddleware, auth=auth)
+        app.add_middleware(BasicAuthMiddleware, auth=auth, peer_token=peer_token)
     app.add_middleware(BodySizeLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=runtime.metrics, routes=app.routes)
     if settings.cors_origins:
@@ -110,10 +117,12 @@ def _max_png_base64_bytes(settings: ServerSettings) -> int:
     return -(-_max_png_bytes(settings) // 3) * 4
 
 
-def make_peers(settings: ServerSettings, resolver: PeerResolver) -> Peers | None:
-    """The other replicas (url images and StableStudio's history), when configured."""
+def make_peers(settings: ServerSettings, resolver: PeerResolver, token: str | None = None) -> Peers | None:
+    """The other replicas (url images, StableStudio's history, the current checkpoint),
+    when configured."""
     if not (settings.peers and settings.advertise_address):
         return None
     return Peers(
-        settings.advertise_address, settings.peers, settings.port, resolver=resolver, max_bytes=_max_png_bytes(settings)
+        settings.advertise_address, settings.peers, settings.port, resolver=resolver, max_bytes=_max_png_bytes(settings),
+        token=token,
     )

@@ -15,6 +15,12 @@ time does not reveal which user names exist.
 SDKs that only send bearer tokens (the `openai` client sends `Authorization: Bearer
 <api_key>`) authenticate with `api_key="USER:PASSWORD"`: the same credentials, in the
 header those clients know how to send.
+
+Replicas share one more secret, the peer token (`--peer-token-file`): a starting replica
+reads the other replicas' current checkpoint with it, having no client's credentials
+(service/replica_checkpoint.py). It opens exactly one door: `GET /sdapi/v1/options` with
+`x-sd-local-only` (that replica's options, nothing fetched further). It is compared in
+constant time; any other request with it needs Basic credentials as before.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import base64
 import binascii
 import enum
 import hashlib
+import hmac
 import re
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +39,7 @@ from pathlib import Path
 import bcrypt
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ..service.peers import LOCAL_ONLY_HEADER, PEER_TOKEN_HEADER
 from .errors import a1111_error
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -47,6 +55,10 @@ MAX_AUTHORIZATION_BYTES = 4096
 # Threads that run bcrypt, and checks admitted at once (running + waiting for a thread).
 BCRYPT_THREADS = 2
 MAX_PENDING_CHECKS = 8
+# What the peer token opens (method, path), with the local-only header.
+PEER_TOKEN_ROUTES = frozenset({("GET", "/sdapi/v1/options")})
+# A generated token is 32 characters (components/secrets.py); shorter ones are refused at start.
+MIN_PEER_TOKEN_LENGTH = 16
 
 
 class HtpasswdError(ValueError):
@@ -70,6 +82,15 @@ def load_htpasswd(path: Path) -> dict[str, bytes]:
     if not users:
         raise HtpasswdError(f"{path}: no users")
     return users
+
+
+def load_peer_token(path: Path) -> str:
+    """The replicas' shared token (surrounding whitespace dropped). Errors never show it."""
+    token = path.read_text(encoding="utf-8").strip()
+    if len(token) < MIN_PEER_TOKEN_LENGTH or any(c.isspace() or not c.isprintable() for c in token):
+        raise HtpasswdError(f"{path}: the peer token must be one line of at least {MIN_PEER_TOKEN_LENGTH} "
+                            "printable characters without spaces")
+    return token
 
 
 def bcrypt_cost(hashed: bytes) -> int:
@@ -154,12 +175,16 @@ def _credentials(authorization: str) -> str | None:
 
 
 class BasicAuthMiddleware:
-    def __init__(self, app: ASGIApp, auth: BasicAuth):
+    def __init__(self, app: ASGIApp, auth: BasicAuth, peer_token: str | None = None):
         self.app = app
         self.auth = auth
+        self._peer_token = peer_token.encode("utf-8") if peer_token else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS or scope["method"] == "OPTIONS":
+            await self.app(scope, receive, send)
+            return
+        if self._peer_allowed(scope):
             await self.app(scope, receive, send)
             return
         header = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None)
@@ -180,3 +205,14 @@ class BasicAuthMiddleware:
                 headers={"WWW-Authenticate": f'Basic realm="{REALM}", charset="UTF-8"'},
             )
         await response(scope, receive, send)
+
+    def _peer_allowed(self, scope: Scope) -> bool:
+        """A replica's read of this one's options, with the shared token."""
+        if self._peer_token is None or (scope["method"], scope["path"]) not in PEER_TOKEN_ROUTES:
+            return False
+        headers = dict(scope["headers"])  # the last of a repeated header: only one is sent
+        sent = headers.get(PEER_TOKEN_HEADER.encode("ascii"))
+        if sent is None or LOCAL_ONLY_HEADER.encode("ascii") not in headers:
+            return False
+        # Digests of equal length: the comparison's time says nothing about the token.
+        return hmac.compare_digest(hashlib.sha256(sent).digest(), hashlib.sha256(self._peer_token).digest())

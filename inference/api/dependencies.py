@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 from ..service.generation import GenerationService
 from ..service.options import A1111State
 from ..service.peers import ImageLinks, ReplicaHistory
+from ..service.replica_checkpoint import ReplicaCheckpoint
 from ..service.runtime import DisconnectCheck, Runtime
 
 
@@ -26,6 +27,10 @@ def get_generation_service(request: Request) -> GenerationService:
 
 def get_a1111_state(request: Request) -> A1111State:
     return request.app.state.a1111
+
+
+def get_checkpoint(request: Request) -> ReplicaCheckpoint:
+    return request.app.state.checkpoint
 
 
 def get_history(request: Request) -> ReplicaHistory:
@@ -44,6 +49,7 @@ def get_disconnect_check(request: Request) -> DisconnectCheck:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 GenerationServiceDep = Annotated[GenerationService, Depends(get_generation_service)]
 A1111StateDep = Annotated[A1111State, Depends(get_a1111_state)]
+CheckpointDep = Annotated[ReplicaCheckpoint, Depends(get_checkpoint)]
 HistoryDep = Annotated[ReplicaHistory, Depends(get_history)]
 ImageLinksDep = Annotated[ImageLinks, Depends(get_image_links)]
 DisconnectCheckDep = Annotated[DisconnectCheck, Depends(get_disconnect_check)]

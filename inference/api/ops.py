@@ -26,7 +26,8 @@ async def healthz(runtime: RuntimeDep) -> JSONResponse:
 @router.get(
     "/readyz",
     summary="Readiness: the model is loaded, the queue worker runs and is not stuck, and the server is not draining",
-    responses={503: {"description": "loading, warming (with done/total shapes), draining, failed, worker stopped or wedged"}},
+    responses={503: {"description": "loading, warming (with done/total shapes), syncing (adopting the other replicas' "
+                                    "checkpoint), draining, failed, worker stopped or wedged"}},
 )
 async def readyz(runtime: RuntimeDep) -> JSONResponse:
     ready, state = runtime.readiness()

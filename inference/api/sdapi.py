@@ -9,18 +9,23 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..imaging import decode_image, read_parameters
 from ..infotext import parse_infotext
+from ..service.peers import LOCAL_ONLY_HEADER
 from ..service.schemas import GenerationResponse, Img2ImgRequest, Txt2ImgRequest
-from .dependencies import A1111StateDep, DisconnectCheckDep, GenerationServiceDep
+from .dependencies import A1111StateDep, CheckpointDep, DisconnectCheckDep, GenerationServiceDep
 from .json_body import BoundedJSONRoute
 from .responses import A1111_ERRORS
 
+PREFIX = "/sdapi/v1"
+# Where replicas read and switch each other's checkpoint (service/replica_checkpoint.py).
+OPTIONS_PATH = f"{PREFIX}/options"
+
 router = APIRouter(
-    prefix="/sdapi/v1", tags=["AUTOMATIC1111 API"], route_class=BoundedJSONRoute, responses=A1111_ERRORS
+    prefix=PREFIX, tags=["AUTOMATIC1111 API"], route_class=BoundedJSONRoute, responses=A1111_ERRORS
 )
 
 # PIL `info` keys that describe the file, not its generation; A1111 drops them too.
@@ -133,11 +138,14 @@ async def get_options(state: A1111StateDep) -> dict[str, Any]:
     "/options",
     summary="Set options",
     description="`sd_model_checkpoint` selects one of GET sd-models (loaded before this returns, as in "
-    "A1111); later requests use it unless they override it. Other options are stored and echoed by GET, "
-    "not acted on.",
+    "A1111); later requests use it unless they override it. With --peers every replica switches too "
+    "(unless sent with x-sd-local-only). Other options are stored and echoed by GET, not acted on.",
 )
-async def set_options(state: A1111StateDep, body: dict[str, Any] = Body(...)) -> None:
-    await state.set_options(body)
+async def set_options(request: Request, checkpoint: CheckpointDep, body: dict[str, Any] = Body(...)) -> None:
+    # The other replicas are told with the client's credentials (service/replica_checkpoint.py).
+    await checkpoint.set_options(
+        body, authorization=request.headers.get("authorization"), local_only=LOCAL_ONLY_HEADER in request.headers
+    )
     return None
 
 

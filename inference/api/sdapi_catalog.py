@@ -126,6 +126,7 @@ async def cmd_flags(runtime: RuntimeDep) -> dict[str, Any]:
     flags = settings.model_dump(mode="json")
     # The password file's location is configuration, its existence is all a client needs.
     flags["auth_file"] = settings.auth_file is not None
+    flags["peer_token_file"] = settings.peer_token_file is not None
     flags.update(
         {
             "api": True,

@@ -90,22 +90,25 @@ class A1111State:
         self.runtime.require_started()
         return current_options(self.runtime.current_model, self.stored_options, self.runtime.settings.max_loaded_models)
 
-    async def set_options(self, options: dict[str, Any]) -> None:
+    async def set_options(self, options: dict[str, Any]) -> str | None:
         """`sd_model_checkpoint` selects (and loads) the current checkpoint; the other
         options are stored, to be echoed back. Options past the bounds are refused (422
-        naming the first one) before anything changes."""
+        naming the first one) before anything changes. Returns the selected checkpoint's
+        name (None when none was asked for)."""
         problem = next(self._refusals(options), None)
         if problem is not None:
             name, reason = problem
             shown = name if len(name) <= MAX_OPTION_NAME_LENGTH else name[:MAX_OPTION_NAME_LENGTH] + "..."
             raise InvalidInput(shown, reason)
         wanted = options.get("sd_model_checkpoint")
+        selected = None
         if wanted is not None:
             try:
-                await self.runtime.select_model(str(wanted))
+                selected = (await self.runtime.select_model(str(wanted))).name
             except ModelNotFound as error:
                 raise InvalidInput("sd_model_checkpoint", str(error), wanted) from None
         self.store(options)
+        return selected
 
     def store(self, options: dict[str, Any]) -> None:
         """Keeps the options within the bounds; the ones past them are dropped (a

@@ -22,6 +22,9 @@ asks every other replica the peers' name resolves to for its own entries (the sa
 header, the client's `Authorization`), all at once and within the same timeout in all,
 and answers with the newest across them. History names end in the owner tag, so they
 are unique across replicas.
+
+The current checkpoint is switched on every replica over the same `fetch`
+(service/replica_checkpoint.py).
 """
 
 from __future__ import annotations
@@ -49,6 +52,10 @@ PeerResolver = Callable[[str], Awaitable[list[str]]]
 # Sent by a replica that fetches from its peer; the peer then answers from its own store
 # only. A client may send it too: it then gets what this replica holds, nothing more.
 LOCAL_ONLY_HEADER = "x-sd-local-only"
+# Carries the token every replica shares (`--peer-token-file`): with LOCAL_ONLY_HEADER, it
+# opens a peer's GET /sdapi/v1/options (api/auth.py), which a starting replica reads
+# without any client's credentials (service/replica_checkpoint.py). Nothing else.
+PEER_TOKEN_HEADER = "x-sd-peer-token"
 FETCH_TIMEOUT_SECONDS = 3.0
 # How long one resolution of the peers' name is used (new replicas appear in the
 # headless Service's DNS within this, long before they are ready for traffic).
@@ -107,7 +114,9 @@ class Peers:
         timeout_seconds: float = FETCH_TIMEOUT_SECONDS,
         cache_seconds: float = RESOLVE_CACHE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        token: str | None = None,
     ):
+        self.token = token
         self.own_address = ipaddress.ip_address(own_address)
         self.peers_name = peers_name
         self.port = port
@@ -176,12 +185,14 @@ class Peers:
         json_body: object = None,
         what: str = "answer",
         timeout_seconds: float | None = None,
+        with_token: bool = False,
     ) -> bytes | None:
         """The body of `method path` on `peer` (an address `members()` gave: never one a
         client wrote), sent with `LOCAL_ONLY_HEADER` and the client's `authorization`;
         None unless the peer answers 200 with `content_type` and at most `max_bytes`
-        within `timeout_seconds` (default: this object's) in all. A failure is logged,
-        by peer address and reason only (never the credentials), and is not raised."""
+        within `timeout_seconds` (default: this object's) in all. `with_token` adds the
+        replicas' shared token (`PEER_TOKEN_HEADER`), when there is one. A failure is
+        logged, by peer address and reason only (never the credentials), and is not raised."""
         if authorization is not None and ("\r" in authorization or "\n" in authorization):
             return None
         timeout = self.timeout_seconds if timeout_seconds is None else timeout_seconds
@@ -193,7 +204,10 @@ class Peers:
 
         try:
             return await asyncio.wait_for(
-                self._request(httpx2, peer, method, path, authorization, json_body, max_bytes, content_type, timeout),
+                self._request(
+                    httpx2, peer, method, path, authorization, json_body, max_bytes, content_type, timeout,
+                    self.token if with_token else None,
+                ),
                 timeout,
             )
         except (OSError, TimeoutError, ValueError, httpx2.HTTPError) as error:
@@ -211,11 +225,14 @@ class Peers:
         max_bytes: int,
         content_type: str,
         timeout: float,
+        token: str | None,
     ) -> bytes | None:
         host = f"[{peer}]" if peer.version == 6 else str(peer)
         headers = {LOCAL_ONLY_HEADER: "1", "Accept-Encoding": "identity"}  # the body as the peer has it
         if authorization is not None:
             headers["Authorization"] = authorization
+        if token is not None:
+            headers[PEER_TOKEN_HEADER] = token
         # trust_env=False: a cluster's HTTP(S)_PROXY must not carry pod-to-pod traffic.
         async with httpx2.AsyncClient(trust_env=False, follow_redirects=False, timeout=timeout) as client:
             url = f"http://{host}:{self.port}{path}"

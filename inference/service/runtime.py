@@ -76,6 +76,11 @@ class Runtime:
         self._loading: asyncio.Task | None = None
         self.warmup = WarmupProgress()
         self.compile_cache: CompileCache | None = None
+        # Awaited once the default checkpoint is loaded and warmed, before ready (with
+        # peers: adopting the checkpoint the other replicas use, replica_checkpoint.py).
+        # It never fails the start: an error is logged and the replica serves as it is.
+        self.before_ready: Callable[[], Awaitable[None]] | None = None
+        self.syncing = False
 
     def _publish_queue_depth(self) -> None:
         # Every job in the batcher holds an admission slot, so this counts them and the
@@ -164,19 +169,31 @@ class Runtime:
             log.error("%s", self.load_error, exc_info=error)
             self.on_fatal()
             return
+        await self._before_ready()
         startup = time.monotonic() - PROCESS_STARTED
         self.metrics.startup_seconds.set(startup)
         if not self.draining:
             self.metrics.ready.set(1)
         log.info(
-            "ready in %.2fs after process start (model %s; importing torch/transformers/diffusers took %.2fs,"
+            "ready in %.2fs after process start (checkpoint %s; importing torch/transformers/diffusers took %.2fs,"
             " %.2fs beyond them; loading, the imports included, took %.2fs)",
             startup,
-            model.name,
+            self.current_model,
             import_seconds,
             startup - import_seconds,
             time.monotonic() - load_started,
         )
+
+    async def _before_ready(self) -> None:
+        if self.before_ready is None:
+            return
+        self.syncing = True  # not ready, and requests get 503, until it is done
+        try:
+            await self.before_ready()
+        except Exception as error:
+            log.warning("serving %s: before ready, %s: %s", self.current_model, type(error).__name__, error)
+        finally:
+            self.syncing = False
 
     def _warmup_calls(self, model: LoadedModel):
         config = model.fast_path or FastPathConfig()
@@ -240,6 +257,8 @@ class Runtime:
             raise NotReady("the model is still loading")
         if self.warmup.active:
             raise NotReady(f"the model is warming up ({self.warmup.done} of {self.warmup.total} shapes)")
+        if self.syncing:
+            raise NotReady("the replica is asking the others for the current checkpoint")
 
     def require_registry(self) -> ModelRegistry:
         """The model registry; NotReady before the model load has begun (start-up)."""
@@ -291,6 +310,18 @@ class Runtime:
         self.current_model = model.name
         return model
 
+    async def adopt_model(self, name: str) -> LoadedModel:
+        """Make a checkpoint (by its name) the current one before ready, loading it first
+        (the warm-up, which ran on the default, is not run again)."""
+        model = await self.load(name)
+        self.current_model = model.name
+        return model
+
+    @property
+    def starting(self) -> bool:
+        """Loading, warming up or syncing: not failed, not draining, not yet ready once."""
+        return self.readiness()[1] in ("loading", "warming", "syncing")
+
     def readiness(self) -> tuple[bool, str]:
         if self.load_error:
             return False, "failed"
@@ -300,6 +331,8 @@ class Runtime:
             return False, "loading"
         if self.warmup.active:
             return False, "warming"
+        if self.syncing:
+            return False, "syncing"
         if self.batcher is None or not self.batcher.alive:
             return False, "worker stopped"
         stall = self.settings.stall_seconds

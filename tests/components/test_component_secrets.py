@@ -67,15 +67,24 @@ def test_hf_token_never_in_an_environment_variable():
 # --- auth --------------------------------------------------------------------------------
 
 
-def test_auth_on_mounts_htpasswd_from_random_password():
+def test_auth_on_mounts_htpasswd_and_the_peer_token_from_random_passwords():
     result = run(app())
-    passwords = result.of_type("random:index/randomPassword:RandomPassword")
-    assert len(passwords) == 1 and passwords[0].inputs["length"] == 32.0
+    passwords = {p.name: p for p in result.of_type("random:index/randomPassword:RandomPassword")}
+    assert sorted(passwords) == ["stable-diffusion-api-password", "stable-diffusion-peer-token"]
+    assert all(p.inputs["length"] == 32.0 for p in passwords.values())
     secret = result.one("Secret", "stable-diffusion-htpasswd")
-    assert list(unwrap(secret["stringData"])) == ["htpasswd"]
+    assert is_secret(secret["stringData"])
+    assert list(unwrap(secret["stringData"])) == ["htpasswd", "peer-token"]
     assert unwrap(secret["stringData"])["htpasswd"].startswith("admin:")
-    assert env(container(result))["SD_AUTH_FILE"] == "/etc/stable-diffusion/auth/htpasswd"
-    assert volumes(result)["htpasswd"]["secret"]["secretName"] == "stable-diffusion-htpasswd"
+    variables = env(container(result))
+    assert variables["SD_AUTH_FILE"] == "/etc/stable-diffusion/auth/htpasswd"
+    # A file from the Secret, never a value in the environment.
+    assert variables["SD_PEER_TOKEN_FILE"] == "/etc/stable-diffusion/auth/peer-token"
+    assert all("secretKeyRef" not in str(item) for item in container(result)["env"])
+    volume = volumes(result)["htpasswd"]["secret"]
+    assert volume["secretName"] == "stable-diffusion-htpasswd"
+    assert volume["items"] == [{"key": "htpasswd", "path": "htpasswd"}, {"key": "peer-token", "path": "peer-token"}]
+    assert "peer" not in str(result.outputs)
     assert result.outputs["api_credentials"]["username"] == "admin"
 
 
@@ -83,7 +92,7 @@ def test_auth_off_has_no_password_secret_or_output():
     result = run(app(ingress_http={"auth": False}))
     assert result.of_type("random:index/randomPassword:RandomPassword") == []
     assert result.find("Secret") == []
-    assert "SD_AUTH_FILE" not in env(container(result))
+    assert not {"SD_AUTH_FILE", "SD_PEER_TOKEN_FILE"} & set(env(container(result)))
     assert "api_credentials" not in result.outputs
 
 

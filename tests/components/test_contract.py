@@ -65,11 +65,13 @@ def test_every_sd_variable_is_a_valid_setting_of_the_command_it_configures(rende
                          for var in sorted(environ) if var.startswith("SD_") and var not in known]
             # The htpasswd file exists in the pod (a Secret item); point the parser at a
             # local stand-in, since the settings check that the file exists.
-            if "SD_AUTH_FILE" in environ:
-                if not _mounted_file(pod, container, environ["SD_AUTH_FILE"]):
-                    failures.append(f"{where}: SD_AUTH_FILE {environ['SD_AUTH_FILE']} is not mounted")
-                (tmp_path / "htpasswd").touch()
-                environ["SD_AUTH_FILE"] = str(tmp_path / "htpasswd")
+            # So is the replicas' shared token.
+            for variable, stand_in in (("SD_AUTH_FILE", "htpasswd"), ("SD_PEER_TOKEN_FILE", "peer-token")):
+                if variable in environ:
+                    if not _mounted_file(pod, container, environ[variable]):
+                        failures.append(f"{where}: {variable} {environ[variable]} is not mounted")
+                    (tmp_path / stand_in).touch()
+                    environ[variable] = str(tmp_path / stand_in)
             try:
                 parsed_command, settings = parse(container["args"], environ)
             except SystemExit:

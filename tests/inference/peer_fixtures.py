@@ -42,8 +42,10 @@ def write_htpasswd(path, password: str) -> None:
 
 @contextlib.contextmanager
 def replicas(addresses: list[str], port: int, resolve: Callable[[str], list[str]], **settings) -> Iterator[list[ThreadedServer]]:
-    """A server per address (builtin:tiny, `--peers PEERS_NAME`), whose DNS lookups
-    answer `resolve(name)`; `settings` are the rest of each server's settings."""
+    """A server per address (builtin:tiny unless `settings` name a `model`, `--peers
+    PEERS_NAME`), whose DNS lookups answer `resolve(name)`; `settings` are the rest of each
+    server's settings."""
+    settings.setdefault("model", "builtin:tiny")
 
     async def fake_dns(name: str) -> list[str]:
         return resolve(name)
@@ -51,7 +53,7 @@ def replicas(addresses: list[str], port: int, resolve: Callable[[str], list[str]
     with contextlib.ExitStack() as stack:
         servers = [
             stack.enter_context(ThreadedServer(
-                create_app(ServerSettings(model="builtin:tiny", port=port, advertise_address=address, peers=PEERS_NAME,
+                create_app(ServerSettings(port=port, advertise_address=address, peers=PEERS_NAME,
                                           **settings), peer_resolver=fake_dns),
                 host=address, port=port,
             ))
