@@ -40,6 +40,7 @@ import re
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from .history import GenerationHistory, HistoryEntry, ImageUrlStore
 
@@ -172,6 +173,25 @@ class Peers:
             what="image",
         )
         return png if png is not None and png.startswith(b"\x89PNG\r\n\x1a\n") else None
+
+    async def fetch_from_others(
+        self, method: str, path: str, *, timeout_seconds: float | None = None, **fetch_args: Any
+    ) -> list[tuple[IPAddress, bytes | None]]:
+        """`fetch` from every other replica at once: (address, body or None) for each. The
+        whole call, finding the replicas included, takes at most `timeout_seconds`
+        (default: this object's), however many there are and whatever they do."""
+        timeout = self.timeout_seconds if timeout_seconds is None else timeout_seconds
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            others = await asyncio.wait_for(self.others(), min(timeout, self.timeout_seconds))
+        except TimeoutError:
+            logger.warning("peers: %s not resolved in time; the other replicas not asked", self.peers_name)
+            return []
+        bodies = await asyncio.gather(
+            *(self.fetch(peer, method, path, timeout_seconds=deadline - loop.time(), **fetch_args) for peer in others)
+        )
+        return list(zip(others, bodies, strict=True))
 
     async def fetch(
         self,
@@ -321,28 +341,21 @@ class ReplicaHistory:
     async def _from_others(self, wanted: int, path: str, authorization: str | None) -> list[list[HistoryEntry]]:
         peers = self.peers
         assert peers is not None
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + peers.timeout_seconds
-        try:
-            others = await asyncio.wait_for(peers.others(), peers.timeout_seconds)
-        except TimeoutError:
-            return []
-        max_bytes = wanted * (self.max_entry_bytes + _ENTRY_SLACK_BYTES) + _ANSWER_SLACK_BYTES
-
-        async def ask(peer: IPAddress) -> list[HistoryEntry]:
-            body = await peers.fetch(
-                peer, "POST", path, authorization=authorization, json_body={"limit": wanted}, max_bytes=max_bytes,
-                content_type="application/json", what="history", timeout_seconds=deadline - loop.time(),
-            )
+        answers = await peers.fetch_from_others(
+            "POST", path, authorization=authorization, json_body={"limit": wanted},
+            max_bytes=wanted * (self.max_entry_bytes + _ENTRY_SLACK_BYTES) + _ANSWER_SLACK_BYTES,
+            content_type="application/json", what="history",
+        )
+        found = []
+        for peer, body in answers:
             if body is None:
-                return []
+                continue
             entries = await asyncio.to_thread(_history_entries, body)  # megabytes of JSON: off the event loop
             if entries is None:
                 logger.warning("peers: history from %s not used: not a list of history entries", peer)
-                return []
-            return entries[:wanted]
-
-        return list(await asyncio.gather(*(ask(peer) for peer in others)))
+                continue
+            found.append(entries[:wanted])
+        return found
 
 
 def _history_entries(body: bytes) -> list[HistoryEntry] | None:

@@ -32,7 +32,7 @@ from typing import Any
 
 from ..errors import InvalidInput
 from .options import MAX_STORED_OPTIONS_BYTES, A1111State
-from .peers import IPAddress, Peers
+from .peers import Peers
 
 log = logging.getLogger(__name__)
 
@@ -85,25 +85,15 @@ class ReplicaCheckpoint:
     async def _tell_others(self, name: str, authorization: str | None) -> None:
         peers = self.peers
         assert peers is not None
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.switch_timeout_seconds
-        try:
-            others = await asyncio.wait_for(peers.others(), peers.timeout_seconds)
-        except TimeoutError:
-            log.warning("peers: %s not resolved in time; the other replicas keep their checkpoint", peers.peers_name)
-            return
-
-        async def tell(peer: IPAddress) -> None:
-            answer = await peers.fetch(
-                peer, "POST", self.path, authorization=authorization, json_body={"sd_model_checkpoint": name},
-                max_bytes=_SWITCH_ANSWER_BYTES, content_type="application/json", what="checkpoint switch",
-                timeout_seconds=deadline - loop.time(),
-            )
+        answers = await peers.fetch_from_others(
+            "POST", self.path, authorization=authorization, json_body={"sd_model_checkpoint": name},
+            max_bytes=_SWITCH_ANSWER_BYTES, content_type="application/json", what="checkpoint switch",
+            timeout_seconds=self.switch_timeout_seconds,
+        )
+        for peer, answer in answers:
             if answer is None:
                 log.warning("peers: %s did not confirm the switch to %s; requests that name no checkpoint may get "
                             "its own there", peer, name)
-
-        await asyncio.gather(*(tell(peer) for peer in others))
 
     async def adopt_from_peers(self) -> None:
         """Before ready (Runtime.before_ready): the checkpoint the other replicas use."""
@@ -132,26 +122,20 @@ class ReplicaCheckpoint:
         """The current checkpoint of every other replica that answers within the peers' timeout."""
         peers = self.peers
         assert peers is not None
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + peers.timeout_seconds
-        try:
-            others = await asyncio.wait_for(peers.others(), peers.timeout_seconds)
-        except TimeoutError:
-            return []
-
-        async def ask(peer: IPAddress) -> str | None:
-            body = await peers.fetch(
-                peer, "GET", self.path, authorization=None, with_token=True, max_bytes=_OPTIONS_ANSWER_BYTES,
-                content_type="application/json", what="current checkpoint", timeout_seconds=deadline - loop.time(),
-            )
+        answers = await peers.fetch_from_others(
+            "GET", self.path, authorization=None, with_token=True, max_bytes=_OPTIONS_ANSWER_BYTES,
+            content_type="application/json", what="current checkpoint",
+        )
+        names = []
+        for peer, body in answers:
             if body is None:
-                return None
+                continue
             name = await asyncio.to_thread(_checkpoint_of, body)
             if name is None:
                 log.warning("peers: options from %s not used: no sd_model_checkpoint", peer)
-            return name
-
-        return [name for name in await asyncio.gather(*(ask(peer) for peer in others)) if name is not None]
+            else:
+                names.append(name)
+        return names
 
 
 def _checkpoint_of(body: bytes) -> str | None:
