@@ -96,6 +96,12 @@ class FakePeer:
                 conn.sendall(self._reply)
                 conn.close()
 
+    def __enter__(self) -> FakePeer:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
     def close(self) -> None:
         self._stop.set()
         self._thread.join(5)

@@ -119,11 +119,8 @@ def test_wrong_or_missing_credentials_get_401_not_the_history(replicas):
 
 def test_a_peer_is_asked_with_the_clients_credentials_and_the_local_only_header(replicas, port):
     _, b = replicas
-    listener = FakePeer(LISTENER, port)  # closes without an answer: its part is missing
-    try:
+    with FakePeer(LISTENER, port) as listener:  # closes without an answer: its part is missing
         answer = _history(b, limit=3)
-    finally:
-        listener.close()
     assert answer.status_code == 200 and _seeds(answer.json()) == [44, 33, 22]
     (request,) = listener.requests
     head = request.decode("latin-1")
@@ -137,13 +134,10 @@ def test_a_peer_is_asked_with_the_clients_credentials_and_the_local_only_header(
 def test_a_hung_peer_does_not_hold_the_answer_past_the_timeout(replicas, port):
     _, b = replicas
     expected = _history(b, limit=10).json()
-    hanging = FakePeer(LISTENER, port, reply=None)
-    try:
+    with FakePeer(LISTENER, port, reply=None) as hanging:
         started = time.monotonic()
         answer = _history(b, limit=10)
         waited = time.monotonic() - started
-    finally:
-        hanging.close()
     assert answer.status_code == 200 and answer.json() == expected
     assert len(hanging.requests) == 1
     assert FETCH_TIMEOUT_SECONDS - 0.5 < waited < FETCH_TIMEOUT_SECONDS + 1.5
@@ -159,11 +153,8 @@ def test_a_peer_answer_larger_than_the_bound_is_dropped(replicas, port):
     huge_length = 3 * 8 * 1024 * 1024
     huge = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (huge_length, body)
     for reply, seeds in ((small, [7, 44, 33]), (huge, [44, 33, 22])):
-        peer = FakePeer(LISTENER, port, reply=reply)
-        try:
+        with FakePeer(LISTENER, port, reply=reply):
             answer = _history(b, limit=3)
-        finally:
-            peer.close()
         assert answer.status_code == 200 and _seeds(answer.json()) == seeds
 
 

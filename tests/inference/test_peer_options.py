@@ -124,13 +124,10 @@ def test_a_checkpoint_named_by_a1111s_title_with_hash_switches_the_peers_too(rep
 def test_an_unknown_checkpoint_is_a_422_and_nothing_is_forwarded(replicas, port):
     a, b = replicas
     _reset(a, b)
-    listener = FakePeer(LISTENER, port)
-    try:
+    with FakePeer(LISTENER, port) as listener:
         refused = _select(a, "sd_xl_base_1.0.safetensors")
         too_big = httpx.post(f"{a.url}{OPTIONS}", auth=AUTH, timeout=30,
                              json={"sd_model_checkpoint": SDXL, "huge": "x" * (65 * 1024)})
-    finally:
-        listener.close()
     assert refused.status_code == 422 and "sd_model_checkpoint" in refused.text
     assert "sd_xl_base_1.0.safetensors" in refused.text
     assert too_big.status_code == 422 and "huge" in too_big.text
@@ -141,11 +138,8 @@ def test_an_unknown_checkpoint_is_a_422_and_nothing_is_forwarded(replicas, port)
 def test_wrong_credentials_are_a_401_and_nothing_is_forwarded(replicas, port):
     a, b = replicas
     _reset(a, b)
-    listener = FakePeer(LISTENER, port)
-    try:
+    with FakePeer(LISTENER, port) as listener:
         answers = [_select(a, SDXL, auth=auth) for auth in (("admin", "wrong"), None)]
-    finally:
-        listener.close()
     assert [answer.status_code for answer in answers] == [401, 401]
     assert listener.requests == []
     assert _current(a) == _current(b) == TINY
@@ -154,11 +148,8 @@ def test_wrong_credentials_are_a_401_and_nothing_is_forwarded(replicas, port):
 def test_the_local_only_header_switches_only_that_replica(replicas, port):
     a, b = replicas
     _reset(a, b)
-    listener = FakePeer(LISTENER, port)
-    try:
+    with FakePeer(LISTENER, port) as listener:
         assert _select(a, SDXL, local_only=True).status_code == 200
-    finally:
-        listener.close()
     assert listener.requests == []
     assert (_current(a), _current(b)) == (SDXL, TINY)
 
@@ -166,11 +157,8 @@ def test_the_local_only_header_switches_only_that_replica(replicas, port):
 def test_peers_are_told_with_the_clients_credentials_and_the_local_only_header(replicas, port):
     a, b = replicas
     _reset(a, b)
-    listener = FakePeer(LISTENER, port)  # closes without an answer: logged, the switch still answers
-    try:
+    with FakePeer(LISTENER, port) as listener:  # closes without an answer: logged, the switch still answers
         answer = _select(b, SDXL)
-    finally:
-        listener.close()
     assert answer.status_code == 200 and answer.json() is None
     (request,) = listener.requests
     head = request.decode("latin-1")
@@ -185,13 +173,10 @@ def test_peers_are_told_with_the_clients_credentials_and_the_local_only_header(r
 def test_a_hung_peer_holds_the_switch_no_longer_than_the_bound(replicas, port):
     a, b = replicas
     _reset(a, b)
-    hanging = FakePeer(LISTENER, port, reply=None)
-    try:
+    with FakePeer(LISTENER, port, reply=None) as hanging:
         started = time.monotonic()
         answer = _select(b, SDXL)
         waited = time.monotonic() - started
-    finally:
-        hanging.close()
     assert answer.status_code == 200 and answer.json() is None
     assert len(hanging.requests) == 1
     assert SWITCH_TIMEOUT - 0.5 < waited < SWITCH_TIMEOUT + 2

@@ -109,12 +109,9 @@ def test_the_local_only_header_stops_a_replica_from_asking_its_peers(replicas, l
 
 def test_the_fetch_carries_the_clients_credentials_and_the_local_only_header(replicas, port):
     _, b = replicas
-    broken = FakePeer(BROKEN, port)
-    try:
+    with FakePeer(BROKEN, port) as broken:
         image_id = _id_owned_by(BROKEN)
         answer = httpx.get(f"{b.url}/v1/images/files/{image_id}.png", auth=AUTH, timeout=10)
-    finally:
-        broken.close()
     assert answer.status_code == 404 and answer.json() == UNKNOWN_BODY
     (request,) = broken.requests
     head = request.decode("latin-1").lower()
@@ -126,11 +123,8 @@ def test_the_fetch_carries_the_clients_credentials_and_the_local_only_header(rep
 
 def test_an_owner_that_is_not_a_replica_is_never_contacted(replicas, port, resolutions):
     _, b = replicas
-    stranger = FakePeer(STRANGER, port)
-    try:
+    with FakePeer(STRANGER, port) as stranger:
         answer = httpx.get(f"{b.url}/v1/images/files/{_id_owned_by(STRANGER)}.png", auth=AUTH, timeout=10)
-    finally:
-        stranger.close()
     assert answer.status_code == 404 and answer.json() == UNKNOWN_BODY
     assert stranger.requests == [], "a client-written address must not be connected to"
     assert resolutions and set(resolutions) == {PEERS_NAME}
@@ -142,13 +136,10 @@ def test_a_replica_that_is_down_or_silent_is_404_within_the_timeout(replicas, po
     down = httpx.get(f"{b.url}/v1/images/files/{_id_owned_by(DOWN)}.png", auth=AUTH, timeout=10)
     assert down.status_code == 404 and down.json() == UNKNOWN_BODY
     assert time.monotonic() - started < FETCH_TIMEOUT_SECONDS
-    hanging = FakePeer(HANGING, port, reply=None)
-    try:
+    with FakePeer(HANGING, port, reply=None) as hanging:
         started = time.monotonic()
         silent = httpx.get(f"{b.url}/v1/images/files/{_id_owned_by(HANGING)}.png", auth=AUTH, timeout=30)
         waited = time.monotonic() - started
-    finally:
-        hanging.close()
     assert silent.status_code == 404 and silent.json() == UNKNOWN_BODY
     assert len(hanging.requests) == 1
     assert FETCH_TIMEOUT_SECONDS - 0.5 < waited < FETCH_TIMEOUT_SECONDS + 2
