@@ -19,25 +19,26 @@ fast path matters more (docs/architecture.md).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 MIN_ROWS = 8
 
 
-def _pad_rows(module: Any, args: tuple) -> tuple | None:
-    (x, *rest) = args
-    if x.dim() != 2 or x.shape[0] >= MIN_ROWS:
-        return None
-    module._invariance_rows = x.shape[0]
-    padding = x.new_zeros(MIN_ROWS - x.shape[0], x.shape[1])
+def _padded(forward: Callable[..., Any]) -> Callable[..., Any]:
+    """`forward` of a Linear, with a call of fewer than `MIN_ROWS` rows padded with zero
+    rows up to it and the padding dropped from the result. No state is kept between the
+    two (a hook pair would have to keep the row count on the module), so torch.compile
+    traces it as plain tensor code, fullgraph included."""
     import torch
 
-    return (torch.cat([x, padding]), *rest)
+    def padded_forward(x: Any, *args: Any, **kwargs: Any) -> Any:
+        if x.dim() != 2 or x.shape[0] >= MIN_ROWS:
+            return forward(x, *args, **kwargs)
+        rows = x.shape[0]
+        return forward(torch.cat([x, x.new_zeros(MIN_ROWS - rows, x.shape[1])]), *args, **kwargs)[:rows]
 
-
-def _drop_padding(module: Any, args: tuple, output: Any) -> Any:
-    rows = module.__dict__.pop("_invariance_rows", None)
-    return output if rows is None else output[:rows]
+    return padded_forward
 
 
 def make_batch_invariant(pipeline: Any) -> None:
@@ -50,5 +51,4 @@ def make_batch_invariant(pipeline: Any) -> None:
             continue
         for module in component.modules():
             if isinstance(module, torch.nn.Linear):
-                module.register_forward_pre_hook(_pad_rows)
-                module.register_forward_hook(_drop_padding)
+                module.forward = _padded(module.forward)
