@@ -22,9 +22,9 @@ The NetworkPolicy admits traffic to the API port only from the ingress controlle
 namespace (`ingress_http.controller_namespace`: k3s and Rancher Desktop run their built-in
 Traefik in `kube-system`), `network_policy.allowed_namespaces`, and Prometheus's namespace
 (monitoring.py: `monitoring.namespace`, else the one `autoscaling.prometheus_url` names),
-which scrapes `/metrics`, and from the API's own pods: a replica fetches an OpenAI url
-image another replica made from that one (`SD_PEERS`, the headless `<name>-peers`
-Service). Kubelet probes are not subject to NetworkPolicy.
+which scrapes `/metrics`, and from the API's own pods: replicas ask each other (`SD_PEERS`,
+the headless `<name>-peers` Service) for OpenAI url images, StableStudio's history and
+the current checkpoint. Kubelet probes are not subject to NetworkPolicy.
 """
 
 from __future__ import annotations
@@ -180,7 +180,7 @@ def network_policy(app: AppConfig, names: Names, opts: pulumi.ResourceOptions):
     return k8s.networking.v1.NetworkPolicy(
         f"{names.base}-netpol",
         metadata=names.metadata(names.base),
-        # The replicas fetch each other's url images (SD_PEERS).
+        # The replicas ask each other (SD_PEERS): url images, history, the current checkpoint.
         spec=from_namespaces_only(names.selector_labels(), allowed_namespaces(app), PORT, from_each_other=True),
         opts=opts,
     )
