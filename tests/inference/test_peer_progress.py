@@ -195,7 +195,7 @@ def test_a_hung_peer_holds_a_poll_no_longer_than_the_bound(replicas, port):
             answer = call()
             waited = time.monotonic() - started
             assert answer == {} or answer["state"]["job"] == ""
-            assert PEER_CONTROL_TIMEOUT_SECONDS - 0.3 < waited < PEER_CONTROL_TIMEOUT_SECONDS + 1.0
+            assert PEER_CONTROL_TIMEOUT_SECONDS - 0.3 < waited < PEER_CONTROL_TIMEOUT_SECONDS + 1.5
     assert len(hanging.requests) == 2
 
 
