@@ -23,8 +23,9 @@ namespace (`ingress_http.controller_namespace`: k3s and Rancher Desktop run thei
 Traefik in `kube-system`), `network_policy.allowed_namespaces`, and Prometheus's namespace
 (monitoring.py: `monitoring.namespace`, else the one `autoscaling.prometheus_url` names),
 which scrapes `/metrics`, and from the API's own pods: replicas ask each other (`SD_PEERS`,
-the headless `<name>-peers` Service) for OpenAI url images, StableStudio's history and
-the current checkpoint. Kubelet probes are not subject to NetworkPolicy.
+the headless `<name>-peers` Service) for OpenAI url images, StableStudio's history, the
+current checkpoint, and A1111's progress, interrupt and skip. Kubelet probes are not
+subject to NetworkPolicy.
 """
 
 from __future__ import annotations
@@ -180,7 +181,8 @@ def network_policy(app: AppConfig, names: Names, opts: pulumi.ResourceOptions):
     return k8s.networking.v1.NetworkPolicy(
         f"{names.base}-netpol",
         metadata=names.metadata(names.base),
-        # The replicas ask each other (SD_PEERS): url images, history, the current checkpoint.
+        # The replicas ask each other (SD_PEERS): url images, history, the current checkpoint,
+        # progress, interrupt and skip.
         spec=from_namespaces_only(names.selector_labels(), allowed_namespaces(app), PORT, from_each_other=True),
         opts=opts,
     )

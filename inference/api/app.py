@@ -16,6 +16,7 @@ from ..service.history import GenerationHistory, ImageUrlStore
 from ..service.options import A1111State
 from ..service.peers import ImageLinks, PeerResolver, Peers, ReplicaHistory, resolve_with_dns
 from ..service.replica_checkpoint import ReplicaCheckpoint
+from ..service.replica_progress import ReplicaProgress
 from ..service.runtime import Runtime
 from . import extras, openai_images, ops, sdapi, sdapi_catalog, seed, stablestudio
 from .auth import BasicAuth, BasicAuthMiddleware, load_htpasswd, load_peer_token
@@ -69,6 +70,10 @@ def create_app(
     app.state.checkpoint = ReplicaCheckpoint(
         app.state.a1111, peers, path=sdapi.OPTIONS_PATH, switch_timeout_seconds=settings.peer_switch_timeout_seconds
     )
+    app.state.progress = ReplicaProgress(
+        app.state.a1111, peers, progress_path=sdapi.PROGRESS_PATH, interrupt_path=sdapi.INTERRUPT_PATH,
+        skip_path=sdapi.SKIP_PATH,
+    )
     if peers is not None:  # a starting replica adopts the checkpoint the others use
         runtime.before_ready = app.state.checkpoint.adopt_from_peers
     install_error_handlers(app)
@@ -118,8 +123,8 @@ def _max_png_base64_bytes(settings: ServerSettings) -> int:
 
 
 def make_peers(settings: ServerSettings, resolver: PeerResolver, token: str | None = None) -> Peers | None:
-    """The other replicas (url images, StableStudio's history, the current checkpoint),
-    when configured."""
+    """The other replicas (url images, StableStudio's history, the current checkpoint,
+    progress, interrupt and skip), when configured."""
     if not (settings.peers and settings.advertise_address):
         return None
     return Peers(

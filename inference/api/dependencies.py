@@ -14,6 +14,7 @@ from ..service.generation import GenerationService
 from ..service.options import A1111State
 from ..service.peers import ImageLinks, ReplicaHistory
 from ..service.replica_checkpoint import ReplicaCheckpoint
+from ..service.replica_progress import ReplicaProgress
 from ..service.runtime import DisconnectCheck, Runtime
 
 
@@ -33,6 +34,10 @@ def get_checkpoint(request: Request) -> ReplicaCheckpoint:
     return request.app.state.checkpoint
 
 
+def get_progress(request: Request) -> ReplicaProgress:
+    return request.app.state.progress
+
+
 def get_history(request: Request) -> ReplicaHistory:
     return request.app.state.history
 
@@ -50,6 +55,7 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 GenerationServiceDep = Annotated[GenerationService, Depends(get_generation_service)]
 A1111StateDep = Annotated[A1111State, Depends(get_a1111_state)]
 CheckpointDep = Annotated[ReplicaCheckpoint, Depends(get_checkpoint)]
+ProgressDep = Annotated[ReplicaProgress, Depends(get_progress)]
 HistoryDep = Annotated[ReplicaHistory, Depends(get_history)]
 ImageLinksDep = Annotated[ImageLinks, Depends(get_image_links)]
 DisconnectCheckDep = Annotated[DisconnectCheck, Depends(get_disconnect_check)]

@@ -6,7 +6,6 @@ Generation goes through the same `GenerationService` as the seed API.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from fastapi import APIRouter, Body, Request
@@ -15,14 +14,20 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..imaging import decode_image, read_parameters
 from ..infotext import parse_infotext
 from ..service.peers import LOCAL_ONLY_HEADER
+from ..service.replica_progress import ProgressResponse
 from ..service.schemas import GenerationResponse, Img2ImgRequest, Txt2ImgRequest
-from .dependencies import A1111StateDep, CheckpointDep, DisconnectCheckDep, GenerationServiceDep
+from .dependencies import A1111StateDep, CheckpointDep, DisconnectCheckDep, GenerationServiceDep, ProgressDep
 from .json_body import BoundedJSONRoute
 from .responses import A1111_ERRORS
 
 PREFIX = "/sdapi/v1"
 # Where replicas read and switch each other's checkpoint (service/replica_checkpoint.py).
 OPTIONS_PATH = f"{PREFIX}/options"
+# Where replicas read each other's progress and stop each other's running batch
+# (service/replica_progress.py).
+PROGRESS_PATH = f"{PREFIX}/progress"
+INTERRUPT_PATH = f"{PREFIX}/interrupt"
+SKIP_PATH = f"{PREFIX}/skip"
 
 router = APIRouter(
     prefix=PREFIX, tags=["AUTOMATIC1111 API"], route_class=BoundedJSONRoute, responses=A1111_ERRORS
@@ -58,59 +63,25 @@ async def img2img(
 # -- progress and control ------------------------------------------------------------
 
 
-class ProgressState(BaseModel):
-    skipped: bool = False
-    interrupted: bool = False
-    stopping_generation: bool = False
-    job: str = ""
-    job_count: int = 0
-    job_timestamp: str = "0"
-    job_no: int = 0
-    sampling_step: int = 0
-    sampling_steps: int = 0
-
-
-class ProgressResponse(BaseModel):
-    progress: float = Field(description="0..1 of the running batch")
-    eta_relative: float = Field(description="estimated seconds left")
-    state: ProgressState
-    current_image: str | None = Field(default=None, description="live previews are not produced: always null")
-    textinfo: str | None = None
-
-
-@router.get("/progress", response_model=ProgressResponse, summary="Progress of the running generation")
-async def progress(state: A1111StateDep, skip_current_image: bool = False) -> ProgressResponse:
-    report = state.progress()
-    current = report.running
-    if current is None:
-        return ProgressResponse(
-            progress=0.0,
-            eta_relative=0.0,
-            state=ProgressState(interrupted=report.interrupted, skipped=report.skipped),
-            textinfo=f"Waiting: {report.queued} request(s) queued" if report.queued else None,
-        )
-    fraction = current.fraction
-    elapsed = max(0.0, time.time() - current.started_at)
-    eta = elapsed / fraction - elapsed if fraction > 0 else 0.0
-    return ProgressResponse(
-        progress=round(fraction, 4),
-        eta_relative=round(eta, 3),
-        state=ProgressState(
-            interrupted=report.interrupted,
-            skipped=report.skipped,
-            job="generate",
-            job_count=current.job_count,
-            job_timestamp=time.strftime("%Y%m%d%H%M%S", time.localtime(current.started_at)),
-            sampling_step=current.step,
-            sampling_steps=current.total_steps,
-        ),
-        textinfo=f"Step {current.step}/{current.total_steps}, {current.images_total} image(s) in this batch",
+@router.get("/progress", response_model=ProgressResponse, summary="Progress of the running generation",
+            description="With --peers, an idle replica answers with the running job of another replica "
+            "(the one that started first), unless sent with x-sd-local-only.")
+async def progress(request: Request, control: ProgressDep, skip_current_image: bool = False) -> ProgressResponse:
+    # An idle replica asks the others (service/replica_progress.py), with the client's credentials.
+    return await control.progress(
+        authorization=request.headers.get("authorization"), local_only=LOCAL_ONLY_HEADER in request.headers
     )
 
 
-@router.post("/interrupt", summary="Stop the running generation; its request returns the images made so far")
-async def interrupt(state: A1111StateDep) -> dict:
-    state.interrupt()
+@router.post(
+    "/interrupt",
+    summary="Stop the running generation; its request returns the images made so far",
+    description="With --peers, the running batch of every replica is stopped (unless sent with x-sd-local-only).",
+)
+async def interrupt(request: Request, control: ProgressDep) -> dict:
+    await control.interrupt(
+        authorization=request.headers.get("authorization"), local_only=LOCAL_ONLY_HEADER in request.headers
+    )
     return {}
 
 
@@ -119,10 +90,13 @@ async def interrupt(state: A1111StateDep) -> dict:
     summary="Skip the running batch and go on with the next",
     description="As A1111's skip: the running pipeline call stops after its current step and its "
     "images come back as far as they got; a request with more images (n_iter) goes on with its next "
-    "batch. The batch is all images sampled together in one call, so every request in it is skipped.",
+    "batch. The batch is all images sampled together in one call, so every request in it is skipped. "
+    "With --peers, the running batch of every replica is skipped (unless sent with x-sd-local-only).",
 )
-async def skip(state: A1111StateDep) -> None:
-    state.skip()
+async def skip(request: Request, control: ProgressDep) -> None:
+    await control.skip(
+        authorization=request.headers.get("authorization"), local_only=LOCAL_ONLY_HEADER in request.headers
+    )
     return None
 
 

@@ -41,10 +41,11 @@ def write_htpasswd(path, password: str) -> None:
 
 
 @contextlib.contextmanager
-def replicas(addresses: list[str], port: int, resolve: Callable[[str], list[str]], **settings) -> Iterator[list[ThreadedServer]]:
+def replicas(addresses: list[str], port: int, resolve: Callable[[str], list[str]], *, wrap_runner=None,
+             **settings) -> Iterator[list[ThreadedServer]]:
     """A server per address (builtin:tiny unless `settings` name a `model`, `--peers
     PEERS_NAME`), whose DNS lookups answer `resolve(name)`; `settings` are the rest of each
-    server's settings."""
+    server's settings, `wrap_runner` create_app's (conftest.slow_steps: jobs to watch)."""
     settings.setdefault("model", "builtin:tiny")
 
     async def fake_dns(name: str) -> list[str]:
@@ -54,7 +55,8 @@ def replicas(addresses: list[str], port: int, resolve: Callable[[str], list[str]
         servers = [
             stack.enter_context(ThreadedServer(
                 create_app(ServerSettings(port=port, advertise_address=address, peers=PEERS_NAME,
-                                          **settings), peer_resolver=fake_dns),
+                                          **settings), peer_resolver=fake_dns,
+                           wrap_runner=wrap_runner),
                 host=address, port=port,
             ))
             for address in addresses
