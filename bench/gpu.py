@@ -25,6 +25,8 @@ every row, so a run cut short keeps what it measured):
    fullgraph; CUDA graphs captured outside inductor (around an inductor-compiled and
    around an eager UNet); then max-autotune without and with CUDA graphs (the
    `--compile max` preset; the slowest to compile).
+8. `sd15-fp32`, `sdxl-fp32`: the plain baseline, diffusers' defaults in float32, batch 1
+   (last: the targets need it least).
 
 it/s is the denoising rate from the difference of two whole calls (`--steps` and
 `--short-steps` steps): text encoding, VAE decode and image conversion cancel out, and
@@ -48,9 +50,12 @@ import os
 from pathlib import Path
 
 from . import gpu_configs
-from .gpu_harness import EAGER, ESTIMATES, SERVER, Bench
+from .gpu_harness import EAGER, ESTIMATES, PLAIN_FP32, SERVER, Bench
 from .gpu_server import http_stage, nobatch_stage
 from .gpu_sweep import sweep
+
+# The stages that use the built-and-saved SD 1.5 (the fp32 baseline builds its own).
+SD15_PIPELINE_STAGES = ("sd15-eager", "sd15-http", "sd15-server", "sd15-nobatch", "sd15-sweep")
 
 
 def run(bench: Bench) -> None:
@@ -66,8 +71,10 @@ def run(bench: Bench) -> None:
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(inductor_dir)  # shared with the servers it starts
     model = None
     try:
-        saved = sd15_eager_and_saved(bench, sd15, folder)
-        if not saved:
+        # A second call for a few stages (`--stages`) builds SD 1.5 only when one of them needs it.
+        sd15_needed = not bench.args.stages or bool(set(bench.args.stages) & set(SD15_PIPELINE_STAGES))
+        saved = sd15_needed and sd15_eager_and_saved(bench, sd15, folder)
+        if sd15_needed and not saved:
             bench.note("SD 1.5 server stages skipped: no saved model for the server")
         if saved and bench.fits("sd15-http"):
             bench.attempt("HTTP and cold starts", http_stage, bench, folder, sd15, inductor_dir)
@@ -84,6 +91,9 @@ def run(bench: Bench) -> None:
         bench.attempt(f"{sdxl['name']} stages", sdxl_stages, bench, sdxl)
         if model is not None and (not smoke or bench.args.smoke_compile):
             bench.attempt("the compile sweep", sweep, bench, model, sd15)
+        model = None
+        bench.free()
+        bench.attempt("plain fp32 baselines", fp32_baselines, bench, sd15, sdxl)
     finally:
         bench.save()
         print()
@@ -131,6 +141,22 @@ def sdxl_stages(bench: Bench, arch: dict) -> None:
     del pipe
 
 
+def fp32_baselines(bench: Bench, sd15: dict, sdxl: dict) -> None:
+    """Stage 8: diffusers' defaults in float32 (no channels_last, no VAE slicing), batch 1:
+    the plain baseline the published "plain PyTorch" figures are set against. Last, as the
+    targets need it least; each model is built again for it."""
+    for arch, stage in ((sd15, "sd15-fp32"), (sdxl, "sdxl-fp32")):
+        if not bench.fits(stage):
+            continue
+        pipe = bench.attempt(f"building {arch['name']} in plain fp32", bench.build, arch, plain_fp32=True)
+        if pipe is None:
+            continue
+        bench.attempt(f"{arch['name']} plain fp32 batch 1", bench.measure, bench.pipe_caller(pipe, arch), arch,
+                      PLAIN_FP32, 1, path="pipeline")
+        del pipe
+        bench.free()
+
+
 def report(data: dict) -> str:
     from .common import table
 
@@ -153,6 +179,10 @@ def report(data: dict) -> str:
                     lines.append(f"{model} batch {batch}: server default / eager = "
                                  f"{fast['it_per_s'] / eager['it_per_s']:.2f}x it/s, "
                                  f"{fast['images_per_s'] / eager['images_per_s']:.2f}x images/s")
+            plain, fast = by_key.get((model, PLAIN_FP32, 1)), by_key.get((model, SERVER, 1))
+            if plain and fast and plain.get("it_per_s") and fast.get("it_per_s"):
+                lines.append(f"{model} batch 1: server default / plain fp32 = "
+                             f"{fast['it_per_s'] / plain['it_per_s']:.2f}x it/s")
     http = data.get("http", [])
     if http:
         lines += ["", table(["model", "max batch", "clients", "images/s", "p50 s", "p95 s", "mean batch"],

@@ -20,6 +20,7 @@ from . import gpu_configs
 
 EAGER = "eager (--compile off)"
 SERVER = "server default (--compile auto)"
+PLAIN_FP32 = "plain fp32 (eager)"
 
 # Estimated seconds per stage on an H100 (from bench/results/h100-gpu.json: ~50 s per
 # SD 1.5 compile, ~100 s per SDXL one); a stage that no longer fits is skipped.
@@ -31,6 +32,8 @@ ESTIMATES = {
     "sdxl-eager": 40,
     "sdxl-server": 130,
     "sd15-sweep": 60,  # per cheap candidate; max-autotune ones: SWEEP_AUTOTUNE_ESTIMATE
+    "sd15-fp32": 30,
+    "sdxl-fp32": 60,
 }
 SWEEP_AUTOTUNE_ESTIMATE = 240
 NOTE_ERROR_CHARS = 3000  # of an exception's message kept in the notes
@@ -128,7 +131,9 @@ class Bench:
 
     # -- building -----------------------------------------------------------------------
 
-    def build(self, arch: dict):
+    def build(self, arch: dict, *, plain_fp32: bool = False):
+        """`arch` with random weights, as the server runs it (this device's dtype,
+        channels_last on CUDA, VAE slicing); `plain_fp32`: diffusers' defaults in float32."""
         from diffusers import (
             AutoencoderKL,
             EulerDiscreteScheduler,
@@ -163,10 +168,13 @@ class Bench:
                 safety_checker=None, feature_extractor=None, requires_safety_checker=False,
             )
         pipe.set_progress_bar_config(disable=True)
-        pipe.to(self.dtype)
-        pipe.vae.enable_slicing()  # as the server loads every model
-        if self.device == "cuda":
-            pipe.unet.to(memory_format=torch.channels_last)
+        if plain_fp32:
+            pipe.to(torch.float32)
+        else:
+            pipe.to(self.dtype)
+            pipe.vae.enable_slicing()  # as the server loads every model
+            if self.device == "cuda":
+                pipe.unet.to(memory_format=torch.channels_last)
         self.note(f"built {arch['name']} (UNet {sum(p.numel() for p in pipe.unet.parameters()) / 1e9:.2f}B parameters)")
         return pipe
 

@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from bench import gpu, gpu_configs
-from bench.gpu_harness import EAGER, Bench
+from bench.gpu_harness import EAGER, PLAIN_FP32, Bench
 
 
 def _args(tmp_path: Path, **overrides) -> argparse.Namespace:
@@ -40,8 +40,8 @@ def test_a_failing_stage_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
     bench = Bench(_args(tmp_path))
     built = []
 
-    def fake_build(arch):
-        built.append(arch["name"])
+    def fake_build(arch, plain_fp32=False):
+        built.append((arch["name"], plain_fp32))
         return object()
 
     on_disk_before_each_call = []
@@ -70,16 +70,18 @@ def test_a_failing_stage_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
     gpu.run(bench)
 
     saved = json.loads(bench.args.out.read_text())
-    assert built == [gpu_configs.SD15_SMOKE["name"], gpu_configs.SDXL_SMOKE["name"]]
+    sd15, sdxl = gpu_configs.SD15_SMOKE["name"], gpu_configs.SDXL_SMOKE["name"]
+    # The plain fp32 baselines come last, each model built again for them.
+    assert built == [(sd15, False), (sdxl, False), (sd15, True), (sdxl, True)]
     assert [(row["model"], row["mode"], row["batch"]) for row in saved["rows"]] == [
-        (gpu_configs.SD15_SMOKE["name"], EAGER, 1), (gpu_configs.SD15_SMOKE["name"], EAGER, 4),
-        (gpu_configs.SDXL_SMOKE["name"], EAGER, 1), (gpu_configs.SDXL_SMOKE["name"], EAGER, 4),
+        (sd15, EAGER, 1), (sd15, EAGER, 4), (sdxl, EAGER, 1), (sdxl, EAGER, 4), (sd15, PLAIN_FP32, 1),
+        (sdxl, PLAIN_FP32, 1),
     ]
     assert any("saving the model for the server failed: OSError: No space left on device" in n for n in saved["notes"])
     assert any("SD 1.5 server stages skipped" in n for n in saved["notes"])
     # measure() makes 4 calls per row (2 warm-up, 1 long, 1 short): the rows before each
     # call were already in the file.
-    assert on_disk_before_each_call == [0] * 4 + [1] * 4 + [2] * 4 + [3] * 4
+    assert on_disk_before_each_call == [count for rows in range(6) for count in [rows] * 4]
 
 
 def test_a_stage_error_keeps_the_start_and_end_of_a_long_message(tmp_path):
