@@ -28,6 +28,14 @@ def default_cache_dir() -> Path:
     return Path(base) / "stable-diffusion-k8s"
 
 
+def _specs_with_unique_names(value: list[str], spec_class: type[LoraSpec] | type[UpscalerSpec], what: str) -> list[str]:
+    """`value` when every entry parses as a `spec_class` and their names are unique."""
+    names = [spec_class.parse(text).name for text in value]  # raises naming the bad spec
+    if len(set(names)) != len(names):
+        raise ValueError(f"{what} names must be unique, got {names}")
+    return value
+
+
 def _split_commas(value):
     """A list setting from the environment (or one flag) is comma-separated."""
     if isinstance(value, str):
@@ -74,18 +82,12 @@ class ModelSettings(BaseModel):
     @field_validator("lora")
     @classmethod
     def _lora_specs_parse(cls, value: list[str]) -> list[str]:
-        names = [LoraSpec.parse(text).name for text in value]  # raises naming the bad spec
-        if len(set(names)) != len(names):
-            raise ValueError(f"LoRA names must be unique, got {names}")
-        return value
+        return _specs_with_unique_names(value, LoraSpec, "LoRA")
 
     @field_validator("upscaler")
     @classmethod
     def _upscaler_specs_parse(cls, value: list[str]) -> list[str]:
-        names = [UpscalerSpec.parse(text).name for text in value]  # raises naming the bad spec
-        if len(set(names)) != len(names):
-            raise ValueError(f"upscaler names must be unique, got {names}")
-        return value
+        return _specs_with_unique_names(value, UpscalerSpec, "upscaler")
 
     @property
     def default_model(self) -> str:
