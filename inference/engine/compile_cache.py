@@ -71,7 +71,7 @@ def cache_key(
     *,
     model: str,
     revision: str | None,
-    shapes: list[tuple[int, int, int]],
+    shapes: list[tuple[int, int, int, float]],  # width, height, batch, CFG
     settings: dict[str, Any],
 ) -> dict[str, Any]:
     """The key's contents (written to key.json); `key_digest` names the directory."""

@@ -15,8 +15,10 @@ loading, before LoRA adapters load and before the first call:
   tuning. Compiles on any device, the CPU included.
 
 Compiled models are run at a few batch sizes only (`buckets.py`), so `pad_batches` is on
-whenever the UNet is compiled. The torch.compile call is injectable (`compile_module`)
-so the choice and its application are tested on the CPU without compiling.
+whenever the UNet is compiled. The compiled forwards are gated (`compiled_shapes.py`):
+one graph per shape whatever the sampler, and after warm-up only the warmed shapes run
+compiled. The torch.compile call is injectable (`compile_function`) so the choice and its
+application are tested on the CPU without compiling.
 
 Which inductor mode `auto` uses is the one thing to revisit from measurements:
 `python -m bench.gpu` measures every candidate in one run (docs/benchmarks.md).
@@ -26,9 +28,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from .buckets import batch_buckets
+from .compiled_shapes import RECOMPILE_LIMIT, CompiledShapes, CompileFunction, gate_forward
 
 log = logging.getLogger(__name__)
 
@@ -145,20 +148,16 @@ def choose_fast_path(
     return replace(config, reasons=tuple(reasons))
 
 
-CompileModule = Callable[..., None]
-
-
-def _compile_in_place(module: Any, **options: Any) -> None:
-    """`nn.Module.compile`: the module object stays (LoRA loading and diffusers' type
-    checks see a UNet, not a wrapper); the compile itself happens at the first call."""
-    module.compile(**options)
-
-
 def apply_fast_path(
-    pipeline: Any, config: FastPathConfig, *, compile_module: CompileModule | None = None
+    pipeline: Any,
+    config: FastPathConfig,
+    *,
+    compile_function: CompileFunction | None = None,
+    shapes: CompiledShapes | None = None,
 ) -> FastPathConfig:
     """Prepare `pipeline` as `config` says; returns what was applied. Lazy: nothing
-    compiles until the first call.
+    compiles until the first call. `shapes` records which input shapes the compiled
+    forwards run (the caller closes it after warm-up).
 
     A VAE that upcasts to float32 at every call (SDXL's published VAE, `force_upcast`,
     in a float16 pipeline) keeps an eager decoder: its weights change dtype twice per
@@ -166,7 +165,9 @@ def apply_fast_path(
     """
     import torch
 
-    compile_module = compile_module or _compile_in_place
+    if compile_function is None:
+        compile_function = torch.compile
+    shapes = shapes if shapes is not None else CompiledShapes()
     vae = pipeline.vae
     if config.compile_vae_decoder and getattr(vae.config, "force_upcast", False) and vae.dtype == torch.float16:
         config = replace(
@@ -188,15 +189,25 @@ def apply_fast_path(
 
         for name, value in config.inductor:
             setattr(inductor_config, name, value)
+    if config.compiles:
+        import torch._dynamo.config as dynamo_config
+
+        dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, RECOMPILE_LIMIT)
     if config.compile_unet:
-        options: dict[str, Any] = {"fullgraph": config.fullgraph, "dynamic": False}
-        if config.unet_compile_mode != "default":
-            options["mode"] = config.unet_compile_mode
-        compile_module(pipeline.unet, **options)
+        gate_forward(
+            pipeline.unet, "unet", compile_function, shapes, timestep_as_float=True, with_variant=True,
+            **_compile_options(config.unet_compile_mode, config.fullgraph),
+        )
     if config.compile_vae_decoder:
-        options = {"fullgraph": config.fullgraph, "dynamic": False}
-        if config.vae_compile_mode != "default":
-            options["mode"] = config.vae_compile_mode
-        compile_module(pipeline.vae.decoder, **options)
-    log.info("fast path: %s", config.summary())
+        gate_forward(
+            pipeline.vae.decoder, "vae_decoder", compile_function, shapes,
+            **_compile_options(config.vae_compile_mode, config.fullgraph),
+        )
     return config
+
+
+def _compile_options(mode: str | None, fullgraph: bool) -> dict[str, Any]:
+    options: dict[str, Any] = {"fullgraph": fullgraph, "dynamic": False}
+    if mode not in (None, "default"):
+        options["mode"] = mode
+    return options

@@ -118,6 +118,9 @@ def run_batch(
     # sampler is part of the batch key.
     pipe.scheduler = build_scheduler(key.sampler, model.scheduler_config)
     activate(pipe, key.adapters, model.loras)
+    # Compiled graphs hold the adapters' weights as constants: each active set is a
+    # variant of its own, compiled only if warm-up ran it (engine/compiled_shapes.py).
+    model.compiled_shapes.variant = key.adapters
     progress = _Progress(on_step, total=effective_steps(key) if key.hires is not None else None, fallback=effective_steps(key))
     hires = key.hires
     latent_first_pass = hires is not None and hires.is_latent

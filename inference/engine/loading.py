@@ -21,6 +21,7 @@ from typing import Any
 
 from .batch_invariance import make_batch_invariant
 from .builtin import ensure_builtin, is_builtin
+from .compiled_shapes import CompiledShapes
 from .fast_path import FastPathConfig, apply_fast_path
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,8 @@ class LoadedModel:
     loras: dict[str, Any] = field(default_factory=dict)
     # How the pipeline was prepared for speed (engine/fast_path.py): compiled, padded.
     fast_path: FastPathConfig | None = None
+    # Which input shapes its compiled modules run (engine/compiled_shapes.py); warm-up closes it.
+    compiled_shapes: CompiledShapes = field(default_factory=CompiledShapes)
     _derived: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -254,7 +257,8 @@ def load_model(
     pipeline.to(device.device)
     # The one place the fast path is applied (--compile): before LoRA adapters load and
     # before any call, since compiling happens at the first call.
-    applied = apply_fast_path(pipeline, fast_path or FastPathConfig(channels_last=device.channels_last))
+    shapes = CompiledShapes()
+    applied = apply_fast_path(pipeline, fast_path or FastPathConfig(channels_last=device.channels_last), shapes=shapes)
     if device.device == "cpu":
         # After the fast path: fused QKV projections are new Linear modules to hook.
         make_batch_invariant(pipeline)
@@ -271,4 +275,5 @@ def load_model(
         load_seconds=seconds,
         is_sdxl="XL" in type(pipeline).__name__,
         fast_path=applied,
+        compiled_shapes=shapes,
     )

@@ -8,11 +8,16 @@
 - `native`, `WIDTHxHEIGHT`, ... (comma-separated): those sizes, compiled or not.
 - `none`: no warm-up; each new shape compiles on its first request.
 
-Each warm-up call is a txt2img batch at the default sampler and CFG 7 (CFG doubles the
-UNet batch, as for almost every request), `WARMUP_STEPS` steps: the compiled graphs do
-not depend on the step count, and CUDA graph trees record on a shape's second call, so
-three steps warm, record and replay. Other shapes (CFG <= 1, img2img of another size, an
-inpainting UNet) compile on first use.
+Each warm-up call is a txt2img batch at the default sampler, `WARMUP_STEPS` steps: the
+compiled graphs depend neither on the step count nor on the sampler (compiled_shapes.py
+gives every sampler's timesteps one dtype), and CUDA graph trees record on a shape's
+second call, so three steps warm, record and replay. The UNet's batch is the bucket
+doubled with CFG (cfg_scale > 1, almost every request) and the bucket itself without it
+(Turbo and LCM models at CFG 0 or 1): the plan runs every bucket with CFG 7, then, with
+CFG 1, the buckets whose row count no CFG call had (with buckets 1, 2, 4: only 1).
+img2img and inpainting at a warmed size run the same shapes. After warm-up the model's
+compiled modules run only the shapes it ran; any other shape runs eager
+(`compiled_shapes.py`).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from .compiled_shapes import CompiledShapes
 from .generate import BatchKey, ImageTask
 from .samplers import resolve
 
@@ -30,6 +36,7 @@ log = logging.getLogger(__name__)
 
 WARMUP_STEPS = 3
 WARMUP_CFG = 7.0
+NO_CFG = 1.0  # diffusers guides only when guidance_scale > 1
 _SIZE = re.compile(r"^(\d+)x(\d+)$")
 
 
@@ -75,10 +82,22 @@ class WarmupCall:
     width: int
     height: int
     batch: int
+    cfg_scale: float = WARMUP_CFG
+
+    @property
+    def unet_rows(self) -> int:
+        return self.batch * 2 if self.cfg_scale > 1 else self.batch
 
 
 def warmup_plan(sizes: list[tuple[int, int]], buckets: tuple[int, ...]) -> list[WarmupCall]:
-    return [WarmupCall(width, height, batch) for width, height in sizes for batch in buckets]
+    """Every size x bucket with CFG, then without CFG where that makes a UNet batch of a
+    new size (see the module's docstring)."""
+    guided = [WarmupCall(width, height, batch) for width, height in sizes for batch in buckets]
+    rows = {call.unet_rows for call in guided}
+    unguided = [
+        WarmupCall(width, height, batch, NO_CFG) for width, height in sizes for batch in buckets if batch not in rows
+    ]
+    return guided + unguided
 
 
 def warmup_batch(model_name: str, call: WarmupCall) -> tuple[BatchKey, list[ImageTask]]:
@@ -89,7 +108,7 @@ def warmup_batch(model_name: str, call: WarmupCall) -> tuple[BatchKey, list[Imag
         height=call.height,
         steps=WARMUP_STEPS,
         sampler=resolve(None, None),
-        cfg_scale=WARMUP_CFG,
+        cfg_scale=call.cfg_scale,
     )
     return key, [ImageTask(prompt="warm-up", negative_prompt="", seed=index) for index in range(call.batch)]
 
@@ -109,8 +128,10 @@ def warm_up(
     model_name: str,
     plan: list[WarmupCall],
     progress: WarmupProgress,
+    shapes: CompiledShapes | None = None,
 ) -> None:
-    """Runs every call of `plan` through `run`, counting in `progress` (read by /readyz)."""
+    """Runs every call of `plan` through `run`, counting in `progress` (read by /readyz),
+    then closes `shapes`: from then on only the shapes warmed here run compiled."""
     started = time.perf_counter()
     progress.total, progress.done, progress.active = len(plan), 0, bool(plan)
     try:
@@ -120,9 +141,12 @@ def warm_up(
             run(key, tasks)
             progress.done += 1
             log.info(
-                "warm-up %d/%d: %dx%d batch %d in %.1fs",
-                progress.done, progress.total, call.width, call.height, call.batch, time.perf_counter() - call_started,
+                "warm-up %d/%d: %dx%d batch %d, CFG %g, in %.1fs",
+                progress.done, progress.total, call.width, call.height, call.batch, call.cfg_scale,
+                time.perf_counter() - call_started,
             )
+        if shapes is not None and plan:
+            shapes.close()
     finally:
         progress.active = False
         progress.seconds = time.perf_counter() - started

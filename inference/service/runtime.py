@@ -209,7 +209,7 @@ class Runtime:
             platform_fingerprint(model.device.device),
             model=ref.name,
             revision=ref.revision,
-            shapes=[(call.width, call.height, call.batch) for call in plan],
+            shapes=[(call.width, call.height, call.batch, call.cfg_scale) for call in plan],
             settings={**config.settings(), "dtype": model.device.dtype_name},
         )
         self.compile_cache = activate_compile_cache(self.settings.cache_dir, key)
@@ -225,7 +225,7 @@ class Runtime:
             return self._runner(key, tasks, lambda step, total: False)
 
         assert self.batcher is not None  # started before the model loads
-        await self.batcher.run_on_pipeline_thread(warm_up, run, model.name, plan, self.warmup)
+        await self.batcher.run_on_pipeline_thread(warm_up, run, model.name, plan, self.warmup, model.compiled_shapes)
         log.info("warm-up done in %.1fs", self.warmup.seconds)
 
     async def stop(self) -> None:

@@ -18,6 +18,7 @@ import pytest
 from inference.__main__ import parse
 from inference.engine.buckets import batch_buckets, bucket_for
 from inference.engine.compile_cache import activate_compile_cache, cache_key, compile_cache_dir, key_digest
+from inference.engine.compiled_shapes import CompiledShapes
 from inference.engine.fast_path import FastPathConfig, apply_fast_path, choose_fast_path
 from inference.engine.generate import BatchKey, GenerationInterrupted, ImageTask, run_batch
 from inference.engine.padded import padded_tasks, run_bucketed
@@ -87,20 +88,28 @@ def test_padding_can_be_forced_and_a_bad_mode_is_named():
 
 
 class _FakeModule:
-    def __init__(self, dtype="float32"):
-        self.compiled_with = None
+    def __init__(self):
         self.memory_format = None
-        self.dtype = dtype
 
-    def compile(self, **options):
-        self.compiled_with = options
+    def forward(self, sample, timestep=None):
+        return sample
 
     def to(self, memory_format=None):
         self.memory_format = memory_format
 
 
+def _recording_compiler(calls):
+    def compile_function(function, **options):
+        calls.append((function.__self__, options))
+        return function
+
+    return compile_function
+
+
 def test_apply_compiles_unet_and_decoder_through_the_injected_compiler():
     import torch
+
+    from inference.engine.compiled_shapes import GatedForward
 
     unet, decoder = _FakeModule(), _FakeModule()
     pipeline = SimpleNamespace(
@@ -108,12 +117,16 @@ def test_apply_compiles_unet_and_decoder_through_the_injected_compiler():
     )
     config = dataclasses.replace(choose_fast_path("auto", "cuda", max_batch_size=2), fuse_qkv=False, channels_last=False)
     calls = []
-    applied = apply_fast_path(pipeline, config, compile_module=lambda module, **o: calls.append((module, o)))
+    applied = apply_fast_path(pipeline, config, compile_function=_recording_compiler(calls))
     assert calls == [
         (unet, {"fullgraph": True, "dynamic": False, "mode": "reduce-overhead"}),
         (decoder, {"fullgraph": True, "dynamic": False}),
     ]
     assert applied == config
+    # The modules stay themselves; their forward is gated (engine/compiled_shapes.py).
+    assert isinstance(unet.forward, GatedForward) and unet.forward.timestep_as_float and unet.forward.with_variant
+    assert isinstance(decoder.forward, GatedForward) and not decoder.forward.timestep_as_float
+    assert torch._dynamo.config.recompile_limit >= 64
 
 
 def test_a_vae_that_upcasts_every_call_keeps_an_eager_decoder():
@@ -125,8 +138,8 @@ def test_a_vae_that_upcasts_every_call_keeps_an_eager_decoder():
     )
     config = dataclasses.replace(choose_fast_path("auto", "cuda", max_batch_size=2), fuse_qkv=False, channels_last=False)
     compiled = []
-    applied = apply_fast_path(pipeline, config, compile_module=lambda module, **o: compiled.append(module))
-    assert compiled == [pipeline.unet]
+    applied = apply_fast_path(pipeline, config, compile_function=_recording_compiler(compiled))
+    assert [module for module, _ in compiled] == [pipeline.unet]
     assert not applied.compile_vae_decoder and "upcasts" in applied.summary()
 
 
@@ -210,7 +223,14 @@ def test_warmup_sizes_parse_and_resolve():
     assert warmup_sizes(["none"], native, compiled=True) == []
     assert warmup_sizes(["768x512", "native", "512x512"], native, compiled=False) == [(768, 512), (512, 512)]
     plan = warmup_plan([(512, 512), (768, 768)], (1, 2, 4))
-    assert [(c.width, c.batch) for c in plan] == [(512, 1), (512, 2), (512, 4), (768, 1), (768, 2), (768, 4)]
+    # With CFG every bucket (UNet rows 2, 4, 8); without, only the rows no CFG call had (1).
+    assert [(c.width, c.batch, c.cfg_scale) for c in plan] == [
+        (512, 1, 7.0), (512, 2, 7.0), (512, 4, 7.0), (768, 1, 7.0), (768, 2, 7.0), (768, 4, 7.0),
+        (512, 1, 1.0), (768, 1, 1.0),
+    ]
+    assert sorted({c.unet_rows for c in plan}) == [1, 2, 4, 8]
+    # Buckets 1, 2, 4, 6: batches of 6 without CFG run 6 rows, which no CFG bucket makes.
+    assert [(c.batch, c.cfg_scale) for c in warmup_plan([(512, 512)], (1, 2, 4, 6))][4:] == [(1, 1.0), (6, 1.0)]
 
 
 def test_warm_up_runs_each_call_and_counts():
@@ -220,17 +240,19 @@ def test_warm_up_runs_each_call_and_counts():
         assert progress.active and progress.done == len(seen)
         seen.append((key.width, key.height, len(tasks), key.cfg_scale, key.kind))
 
-    warm_up(run, "m", warmup_plan([(64, 96)], (1, 2)), progress)
-    assert seen == [(64, 96, 1, 7.0, "txt2img"), (64, 96, 2, 7.0, "txt2img")]
-    assert (progress.done, progress.total, progress.active) == (2, 2, False)
+    shapes = CompiledShapes()
+    warm_up(run, "m", warmup_plan([(64, 96)], (1, 2)), progress, shapes)
+    assert seen == [(64, 96, 1, 7.0, "txt2img"), (64, 96, 2, 7.0, "txt2img"), (64, 96, 1, 1.0, "txt2img")]
+    assert (progress.done, progress.total, progress.active) == (3, 3, False)
+    assert not shapes.learning  # closed: only what warm-up ran compiles from now on
 
 
 STEP_SECONDS = 0.15
 
 
 def test_readyz_says_warming_with_progress_then_ready(cache_dir):
-    """Warm-up forced on the CPU (explicit --warmup-sizes): 64x64 at buckets 1 and 2,
-    each call slowed so the warming state is observable; generations get 503 meanwhile.
+    """Warm-up forced on the CPU (explicit --warmup-sizes): 64x64 at buckets 1 and 2 with
+    CFG and bucket 1 without, each call slowed so the warming state is observable; generations get 503 meanwhile.
 
     Warm-up and requests run on one thread: CUDA graph trees are per thread, and torch
     2.11's raise an AssertionError (cudagraph_trees.get_obj) when a thread other than the
@@ -277,12 +299,12 @@ def test_readyz_says_warming_with_progress_then_ready(cache_dir):
             server.__exit__()
     warming = [entry for entry in seen if entry[1] == "warming"]
     assert warming, seen
-    assert all(code == 503 and total == 2 and done in (0, 1) for code, _, done, total in warming)
+    assert all(code == 503 and total == 3 and done in (0, 1, 2) for code, _, done, total in warming)
     assert seen[-1][:2] == (200, "ready")
     assert refused is not None and refused.status_code == 503 and "warming" in refused.text
     assert ready == 200
-    assert app.state.runtime.warmup.done == 2
-    assert len(threads) == 3 and len(set(threads)) == 1, threads  # 2 warm-up calls, 1 request
+    assert app.state.runtime.warmup.done == 3
+    assert len(threads) == 4 and len(set(threads)) == 1, threads  # 3 warm-up calls, 1 request
 
 
 # -- the compile cache ---------------------------------------------------------------
@@ -293,7 +315,7 @@ def _fingerprint(**overrides):
 
 
 def test_the_cache_key_changes_with_everything_that_changes_the_compiled_code():
-    base = dict(model="sd15", revision="abc", shapes=[(512, 512, 1)], settings={"mode": "auto"})
+    base = dict(model="sd15", revision="abc", shapes=[(512, 512, 1, 7.0)], settings={"mode": "auto"})
     digest = key_digest(cache_key(_fingerprint(), **base))
     variants = [
         cache_key(_fingerprint(torch="2.12.0+cu130"), **base),
@@ -301,7 +323,7 @@ def test_the_cache_key_changes_with_everything_that_changes_the_compiled_code():
         cache_key(_fingerprint(capability=[8, 9]), **base),
         cache_key(_fingerprint(), **{**base, "model": "sdxl"}),
         cache_key(_fingerprint(), **{**base, "revision": "def"}),
-        cache_key(_fingerprint(), **{**base, "shapes": [(512, 512, 1), (512, 512, 2)]}),
+        cache_key(_fingerprint(), **{**base, "shapes": [(512, 512, 1, 7.0), (512, 512, 2, 7.0)]}),
         cache_key(_fingerprint(), **{**base, "settings": {"mode": "max"}}),
     ]
     digests = {key_digest(key) for key in variants}
@@ -312,7 +334,7 @@ def test_the_cache_key_changes_with_everything_that_changes_the_compiled_code():
 
 
 def test_the_cache_lives_on_the_model_volume_and_says_when_warm(tmp_path):
-    key = cache_key(_fingerprint(), model="sd15", revision=None, shapes=[(512, 512, 1)], settings={})
+    key = cache_key(_fingerprint(), model="sd15", revision=None, shapes=[(512, 512, 1, 7.0)], settings={})
     environ: dict[str, str] = {}
     first = activate_compile_cache(tmp_path, key, environ=environ, configure_torch=False)
     directory = compile_cache_dir(tmp_path, key)

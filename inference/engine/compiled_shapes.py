@@ -1,0 +1,210 @@
+"""Compiled code for the shapes that were warmed, eager code for the rest.
+
+torch.compile specialises each compiled graph to its inputs' shapes and dtypes
+(`dynamic=False`), and on CUDA records a CUDA graph per shape. Left to itself, that goes
+wrong in three ways once a server is ready:
+
+- **The sampler changes the UNet's inputs.** Euler, LMS, Heun and DPM2 pass float32
+  timesteps; DDIM, PNDM, UniPC and the DPM++ family pass int64 ones. Each dtype is a
+  graph of its own: a replica warmed with one sampler compiled again at the first request
+  with the other, after it said it was ready. The UNet uses its timestep only through its
+  sinusoidal embedding, which converts it to float32 first (`get_timestep_embedding`), so
+  converting before the call gives the same images and one graph per shape whatever the
+  sampler (`tests/inference/test_compiled_shapes.py`).
+- **Dynamo stops compiling after `recompile_limit` graphs per function** (8 by default)
+  and from then on runs every new shape eagerly, without a word. The warmed shapes of a few
+  sizes x batch buckets reach that quickly; the limit is raised to `RECOMPILE_LIMIT`.
+- **A shape nobody warmed compiles in the middle of serving**: about a minute on a GPU
+  (the UNet and the VAE decoder, then graph capture), with every queued request waiting
+  behind it on the one pipeline thread. Once warm-up has run, a shape it did not run goes
+  through the module's eager code instead (the same weights, fp16, fused projections,
+  channels_last: the `--compile off` speed), logged once per shape with the setting that
+  would have compiled it. A model that was never warmed (`--warmup-sizes none`) keeps
+  compiling each new shape on its first call.
+- **LoRA adapters are constants to the compiled graph**: every active set of adapters
+  and weights (`<lora:NAME:0.7>`, any weight a prompt asks for) compiled a graph of its
+  own. The active set is part of what the gate checks (`variant`, set per batch by
+  `generate.run_batch`); warm-up runs none, so a batch with adapters runs eager.
+
+`gate_forward` puts this in front of a module: its `forward` becomes a `GatedForward`
+that holds the eager forward and the compiled one and picks per call. The module object
+stays what it was (LoRA loading, diffusers' type checks and the derived img2img/inpaint
+pipelines, which share it, see the same UNet).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+log = logging.getLogger(__name__)
+
+# Per compiled function (dynamo counts per code object, so two checkpoints' UNets share
+# it): enough for the warmed shapes of several sizes x buckets, with both CFG variants.
+RECOMPILE_LIMIT = 64
+# Shapes sent to eager code are logged the first time each is seen, up to this many.
+LOGGED_EAGER_SHAPES = 32
+
+Signature = tuple[Any, ...]
+
+
+def input_signature(args: tuple, kwargs: dict) -> Signature:
+    """What dynamo specialises a graph on, as far as it changes per call: each tensor's
+    shape and dtype, and every other argument's value (constants are baked into the
+    graph). Dicts (SDXL's `added_cond_kwargs`) are looked into."""
+    import torch
+
+    def describe(value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            return ("tensor", tuple(value.shape), str(value.dtype))
+        if isinstance(value, dict):
+            return ("dict", tuple((key, describe(value[key])) for key in sorted(value)))
+        if isinstance(value, (list, tuple)):
+            return (type(value).__name__, tuple(describe(item) for item in value))
+        return ("value", repr(value))
+
+    return (tuple(describe(arg) for arg in args), tuple((key, describe(kwargs[key])) for key in sorted(kwargs)))
+
+
+def float_timestep(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """The UNet's `timestep` (second positional argument or keyword) as a float32 tensor:
+    the same value its embedding computes with, one dtype whatever the sampler."""
+    import torch
+
+    def convert(timestep: Any, like: Any) -> Any:
+        if isinstance(timestep, torch.Tensor):
+            return timestep if timestep.dtype == torch.float32 else timestep.to(torch.float32)
+        if isinstance(timestep, (int, float)):
+            # A Python number would be baked into the graph: one compile per step.
+            return torch.tensor(float(timestep), dtype=torch.float32, device=getattr(like, "device", None))
+        return timestep
+
+    if "timestep" in kwargs:
+        sample = args[0] if args else kwargs.get("sample")
+        return args, {**kwargs, "timestep": convert(kwargs["timestep"], sample)}
+    if len(args) >= 2:
+        return (args[0], convert(args[1], args[0]), *args[2:]), kwargs
+    return args, kwargs
+
+
+@dataclass
+class CompiledShapes:
+    """Which input signatures run compiled code, per gated module ("unet", "vae_decoder").
+
+    `learning` (the start): every new signature is admitted, so it compiles on its first
+    call; warm-up runs in this state. `close()` (after warm-up): only the signatures seen
+    so far run compiled; any other goes to eager code and is counted.
+    """
+
+    learning: bool = True
+    # What else the compiled graphs depend on, set before each pipeline call: the active
+    # LoRA adapters and weights.
+    variant: Any = ()
+    admitted: dict[str, set[Signature]] = field(default_factory=dict)
+    eager_calls: dict[str, int] = field(default_factory=dict)
+    _logged: set[tuple[str, Signature]] = field(default_factory=set, repr=False)
+
+    def admit(
+        self, module: str, signature: Signature, describe: Callable[[], str] = lambda: "", *, with_variant: bool = True
+    ) -> bool:
+        variant = self.variant if with_variant else ()
+        signature = (variant, signature)
+        shapes = self.admitted.setdefault(module, set())
+        if signature in shapes:
+            return True
+        # Past RECOMPILE_LIMIT dynamo would run new shapes eagerly anyway; stopping here
+        # also bounds what is remembered, whatever the clients send.
+        if self.learning and len(shapes) < RECOMPILE_LIMIT:
+            shapes.add(signature)
+            return True
+        self.eager_calls[module] = self.eager_calls.get(module, 0) + 1
+        if len(self._logged) < LOGGED_EAGER_SHAPES and (module, signature) not in self._logged:
+            self._logged.add((module, signature))
+            if variant:
+                log.warning("%s: LoRA adapters %s run eager (warm-up runs without adapters)", module, variant)
+            else:
+                log.warning(
+                    "%s: %s is not among the shapes compiled before ready, so it runs eager (nothing "
+                    "compiles while serving); add its size to --warmup-sizes (SD_WARMUP_SIZES) to compile it",
+                    module, describe() or "this input shape",
+                )
+        return False
+
+    def close(self) -> None:
+        """Warm-up is over: from now on only the shapes it ran are compiled."""
+        self.learning = False
+
+    def compiled_count(self, module: str) -> int:
+        return len(self.admitted.get(module, ()))
+
+
+def _shape_text(args: tuple, kwargs: dict) -> str:
+    sample = args[0] if args else kwargs.get("sample", kwargs.get("z"))
+    shape = getattr(sample, "shape", None)
+    if shape is None or len(shape) != 4:
+        return "this input shape"
+    rows, _, height, width = shape
+    return f"{width * 8}x{height * 8} at {rows} latent rows"
+
+
+class GatedForward:
+    """A module's forward that runs `compiled` for admitted signatures, `eager` otherwise."""
+
+    def __init__(
+        self,
+        name: str,
+        eager: Callable[..., Any],
+        compiled: Callable[..., Any],
+        shapes: CompiledShapes,
+        *,
+        timestep_as_float: bool = False,
+        with_variant: bool = False,
+    ):
+        self.name = name
+        self.with_variant = with_variant
+        self.eager = eager
+        self.compiled = compiled
+        self.shapes = shapes
+        self.timestep_as_float = timestep_as_float
+        functools.update_wrapper(self, eager)  # the signature diffusers may inspect
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.timestep_as_float:
+            args, kwargs = float_timestep(args, kwargs)
+        signature = input_signature(args, kwargs)
+        if self.shapes.admit(self.name, signature, lambda: _shape_text(args, kwargs), with_variant=self.with_variant):
+            return self.compiled(*args, **kwargs)
+        return self.eager(*args, **kwargs)
+
+
+CompileFunction = Callable[..., Callable[..., Any]]
+
+
+def gate_forward(
+    module: Any,
+    name: str,
+    compile_function: CompileFunction,
+    shapes: CompiledShapes,
+    *,
+    timestep_as_float: bool = False,
+    with_variant: bool = False,
+    **options: Any,
+) -> GatedForward:
+    """Compile `module.forward` with `compile_function(forward, **options)` (torch.compile:
+    lazy, the compile happens at the first call) and put a `GatedForward` in its place.
+    `with_variant`: the module's graphs depend on `shapes.variant` (the UNet's adapters)."""
+    eager = module.forward
+    gated = GatedForward(
+        name, eager, compile_function(eager, **options), shapes,
+        timestep_as_float=timestep_as_float, with_variant=with_variant,
+    )
+    module.forward = gated
+    return gated
+
+
+def ungate(module: Any) -> None:
+    """Back to the module's own forward (the benchmark's compile sweep swaps modes)."""
+    if isinstance(module.__dict__.get("forward"), GatedForward):
+        del module.__dict__["forward"]
