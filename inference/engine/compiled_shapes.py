@@ -11,6 +11,11 @@ wrong in three ways once a server is ready:
   sinusoidal embedding, which converts it to float32 first (`get_timestep_embedding`), so
   converting before the call gives the same images and one graph per shape whatever the
   sampler (`tests/inference/test_compiled_shapes.py`).
+- **The memory layout changes the inputs too.** Dynamo guards on strides: img2img and
+  inpainting latents come out of the (channels_last) VAE encoder in channels_last
+  layout, so the first img2img request compiled the UNet and the decoder again for
+  layouts txt2img never used. Inputs are made contiguous before the call (a copy of a
+  few latents; the values are the same).
 - **Dynamo stops compiling after `recompile_limit` graphs per function** (8 by default)
   and from then on runs every new shape eagerly, without a word. The warmed shapes of a few
   sizes x batch buckets reach that quickly; the limit is raised to `RECOMPILE_LIMIT`.
@@ -66,6 +71,17 @@ def input_signature(args: tuple, kwargs: dict) -> Signature:
         return ("value", repr(value))
 
     return (tuple(describe(arg) for arg in args), tuple((key, describe(kwargs[key])) for key in sorted(kwargs)))
+
+
+def contiguous_inputs(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """Every tensor argument (dicts and lists looked into) in the default layout."""
+    import torch
+    from torch.utils._pytree import tree_map
+
+    def contiguous(value: Any) -> Any:
+        return value.contiguous() if isinstance(value, torch.Tensor) else value
+
+    return tree_map(contiguous, args), tree_map(contiguous, kwargs)
 
 
 def float_timestep(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
@@ -171,6 +187,7 @@ class GatedForward:
         functools.update_wrapper(self, eager)  # the signature diffusers may inspect
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        args, kwargs = contiguous_inputs(args, kwargs)
         if self.timestep_as_float:
             args, kwargs = float_timestep(args, kwargs)
         signature = input_signature(args, kwargs)

@@ -150,3 +150,20 @@ def test_integer_timesteps_as_float_give_the_same_images(warmed, cache_dir):
     gated = run_bucketed(model, key, _tasks(1))[0]
     expected = run_batch(plain, key, _tasks(1))[0]
     assert gated.tobytes() == expected.tobytes()
+
+
+def test_img2img_inpaint_and_variations_at_a_warmed_size_run_compiled(warmed):
+    """The derived pipelines share the UNet and call it with the same signature."""
+    from PIL import Image
+
+    model, counter, _ = warmed
+    before = counter.graphs()
+    init = Image.new("RGB", (SIZE, SIZE), (120, 80, 40))
+    mask = Image.new("L", (SIZE, SIZE), 0)
+    mask.paste(255, (16, 16, 48, 48))
+    tasks = [ImageTask(prompt="p", negative_prompt="", seed=3, init_image=init, mask=mask, subseed=9, subseed_strength=0.3)]
+    for kind in ("img2img", "inpaint"):
+        key = dataclasses.replace(_key("DPM++ 2M", steps=4), kind=kind, denoising_strength=0.75)
+        assert len(run_bucketed(model, key, tasks)) == 1
+    assert counter.graphs() == before
+    assert model.compiled_shapes.eager_calls == {}
