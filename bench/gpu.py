@@ -16,7 +16,8 @@ every row, so a run cut short keeps what it measured):
    (time to ready: the restart / second replica case).
 3. `sd15-server`: the server's engine path in this process (`load_model` with
    `--compile auto`, then `run_bucketed`, the server worker's call), batch 1 and 4: the
-   "pipeline alone" that HTTP is compared with, and the it/s target.
+   "pipeline alone" that HTTP is compared with, and the it/s target. Then one note: the
+   first call with DPM++ 2M (int64 timesteps) after Euler a, which must not recompile.
 4. `sd15-nobatch`: the server again with `--max-batch-size 1`, 8 clients: the batching
    gain through HTTP.
 5. `sdxl-eager`, 6. `sdxl-server` (the `auto` preset applied to the built pipeline).
@@ -47,6 +48,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 from pathlib import Path
 
 from . import gpu_configs
@@ -86,6 +88,7 @@ def run(bench: Bench) -> None:
                 for batch in (1, 4):
                     bench.attempt(f"{sd15['name']} server path batch {batch}", bench.measure, call, sd15, SERVER, batch,
                                   path="engine")
+                bench.attempt("another sampler on the compiled path", sampler_switch, bench, model, sd15)
         if saved and bench.fits("sd15-nobatch"):
             bench.attempt("HTTP without batching", nobatch_stage, bench, folder, sd15, inductor_dir)
         bench.attempt(f"{sdxl['name']} stages", sdxl_stages, bench, sdxl)
@@ -98,6 +101,21 @@ def run(bench: Bench) -> None:
         bench.save()
         print()
         print(report(bench.payload()))
+
+
+def sampler_switch(bench: Bench, model, arch: dict) -> None:
+    """The first call with DPM++ 2M (int64 timesteps) after the compiled path ran Euler a
+    (float32 ones): as fast as the next ones when every sampler shares the compiled graphs
+    (engine/compiled_shapes.py), about a compile slower when the sampler recompiles."""
+    call = bench.engine_caller(model, arch["resolution"], sampler="DPM++ 2M")
+    graphs_before = model.compiled_shapes.compiled_count("unet")
+    first = call(1, bench.args.steps)
+    steady = statistics.median(call(1, bench.args.steps) for _ in range(3))
+    bench.note(
+        f"{arch['name']} DPM++ 2M after Euler a, batch 1: first call {first:.2f}s, then {steady:.2f}s"
+        f" (compiled UNet shapes {graphs_before} -> {model.compiled_shapes.compiled_count('unet')},"
+        f" eager calls {model.compiled_shapes.eager_calls or 0})"
+    )
 
 
 def sd15_eager_and_saved(bench: Bench, arch: dict, folder: Path) -> bool:

@@ -229,7 +229,7 @@ class Bench:
 
         return call
 
-    def engine_caller(self, model, resolution: int):
+    def engine_caller(self, model, resolution: int, sampler: str | None = None):
         """(batch, steps) -> seconds for the server worker's own call (`run_bucketed`)."""
         from inference.engine.generate import BatchKey, ImageTask
         from inference.engine.padded import run_bucketed
@@ -237,7 +237,7 @@ class Bench:
 
         def call(batch: int, steps: int) -> float:
             key = BatchKey(model=model.name, kind="txt2img", width=resolution, height=resolution, steps=steps,
-                           sampler=resolve(None, None), cfg_scale=7.0)
+                           sampler=resolve(sampler, None), cfg_scale=7.0)
             tasks = [ImageTask(prompt=f"prompt {i}", negative_prompt="", seed=i) for i in range(batch)]
             self.sync()
             started = time.perf_counter()
