@@ -59,6 +59,22 @@ class Cache(ConfigModel):
         return self.storage_class is not None and self.access_mode == "ReadWriteMany"
 
 
+_WARMUP_SIZE = re.compile(r"^(\d+)x(\d+)$")
+
+
+def _check_warmup_size(value: str) -> str:
+    text = value.strip().lower()
+    if text in ("auto", "none", "native"):
+        return text
+    match = _WARMUP_SIZE.match(text)
+    if not match:
+        raise ValueError(f"{value!r} is not auto, none, native or WIDTHxHEIGHT (e.g. 512x512)")
+    width, height = int(match[1]), int(match[2])
+    if width % 8 or height % 8 or min(width, height) < 64:
+        raise ValueError(f"{value!r}: width and height must be multiples of 8, at least 64")
+    return text
+
+
 class Lora(ConfigModel):
     """A LoRA adapter loaded onto the pipeline at start (`SD_LORA` entry `REPO:NAME:WEIGHT`)."""
 
@@ -206,12 +222,27 @@ class StableDiffusionSettings(ConfigModel):
     """The fast path (`SD_COMPILE`): `auto` compiles the UNet and VAE decoder with CUDA graphs on a GPU and warms
     every batch size before ready (eager on a CPU), `max` adds max-autotune (a slower first start), `off` serves
     eager; compiled code is cached on the model cache volume."""
+    warmup_sizes: list[Annotated[str, AfterValidator(_check_warmup_size)]] = ["auto"]
+    """Image sizes compiled and run at every batch size before a replica is ready (`SD_WARMUP_SIZES`): `WIDTHxHEIGHT`
+    (multiples of 8, at least 64) or `native`; `auto` alone: the model's native size when compiled; `none` alone: no
+    warm-up, each size compiles on its first request. Once warmed, other sizes run eager (never a compile while
+    serving): list every size your clients ask for."""
     cors_origins: list[Annotated[str, Field(min_length=1)]] = []
     """Origins allowed to call the API from a browser (`SD_CORS_ORIGINS`); StableStudio's is added when it is enabled."""
     termination_grace_period_seconds: Annotated[int, Field(ge=30, le=3600)] = 300
     """Time to finish in-flight generations on SIGTERM."""
     startup_failure_threshold: Annotated[int, Field(ge=6, le=1000)] = 90
     """Startup probe budget, x 10 s: big models load slowly."""
+
+    @field_validator("warmup_sizes")
+    @classmethod
+    def _keywords_alone(cls, sizes: list[str]) -> list[str]:
+        if not sizes:
+            raise ValueError("list at least one size, or ['none'] for no warm-up")
+        for keyword in ("auto", "none"):
+            if keyword in sizes and len(sizes) > 1:
+                raise ValueError(f"'{keyword}' stands alone; got {', '.join(sizes)}")
+        return sizes
 
     @model_validator(mode="after")
     def _distinct_upscalers(self) -> "StableDiffusionSettings":

@@ -86,6 +86,13 @@ def test_compile_mode_reaches_the_server_only():
     assert "SD_COMPILE" not in env(container(result, "model-download"))  # download compiles nothing
 
 
+def test_warmup_sizes_reach_the_server_only():
+    assert env(container(run(app())))["SD_WARMUP_SIZES"] == "auto"
+    result = run(with_sd(app(), warmup_sizes=["native", "768X512", " 512x768"]))
+    assert env(container(result))["SD_WARMUP_SIZES"] == "native,768x512,512x768"
+    assert "SD_WARMUP_SIZES" not in env(container(result, "model-download"))
+
+
 def test_init_container_prefetches_the_model():
     result = run(with_model(app(), revision="v2"))
     init = container(result, "model-download")

@@ -247,6 +247,18 @@ INVALID = {
         helpers.with_sd(helpers.app(), compile="fast"),
         "stable-diffusion:app.stable_diffusion.compile", ["'auto', 'off' or 'max'"],
     ),
+    "warm-up size not a multiple of 8": (
+        helpers.with_sd(helpers.app(), warmup_sizes=["native", "500x512"]),
+        "stable-diffusion:app.stable_diffusion.warmup_sizes[1]", ["multiples of 8"],
+    ),
+    "warm-up size not WIDTHxHEIGHT": (
+        helpers.with_sd(helpers.app(), warmup_sizes=["512"]),
+        "stable-diffusion:app.stable_diffusion.warmup_sizes[0]", ["WIDTHxHEIGHT"],
+    ),
+    "warm-up none with sizes": (
+        helpers.with_sd(helpers.app(), warmup_sizes=["none", "512x512"]),
+        "stable-diffusion:app.stable_diffusion.warmup_sizes", ["'none' stands alone"],
+    ),
     "typo in a key": (
         helpers.app(ingress_http={"clas_name": "nginx"}),
         "stable-diffusion:app.ingress_http.clas_name", ["unknown key"],
