@@ -29,6 +29,8 @@ from inference.service.replica_checkpoint import ReplicaCheckpoint
 from inference.service.runtime import Runtime
 
 from .conftest import info_of
+from .peer_fixtures import PEERS_NAME, port_free_on_every_address
+from .peer_fixtures import replicas as peer_replicas
 from .server import ThreadedServer
 
 TINY, SDXL = "builtin:tiny", "builtin:tiny-sdxl"
@@ -41,8 +43,10 @@ class Pipeline:
     """The batch runner, wrapped: records (checkpoint, prompt) per call; warm-up calls of
     `held` wait, one by one, for the test (`let_one_go`); those of `failing` raise."""
 
-    def __init__(self):
+    def __init__(self, replica: int | None = None):
         self.calls: list[tuple[str, str]] = []
+        self.replica = replica  # with several servers: only the one made `replica`-th is watched
+        self._made = 0
         self.held: str | None = None
         self.failing: set[str] = set()
         self.readiness_while_warming: list[tuple[bool, str]] = []
@@ -51,6 +55,10 @@ class Pipeline:
         self._released = threading.Semaphore(0)
 
     def wrap(self, runner):
+        made, self._made = self._made, self._made + 1
+        if self.replica is not None and made != self.replica:
+            return runner
+
         def call(key, tasks, on_step):
             warm_up = tasks[0].prompt == "warm-up"
             self.calls.append((key.model, tasks[0].prompt))
@@ -245,3 +253,30 @@ def test_the_compile_cache_is_activated_once_keyed_by_the_first_checkpoint(cache
         runtime._use_compile_cache(SimpleNamespace(name=name, fast_path=None, device=device), plan)
     # Inductor's cache directory is process-wide and the two compile interleaved: one directory.
     assert [key["model"] for key in activated] == [TINY]
+
+
+def test_a_peer_still_warming_past_the_switch_timeout_switches_when_warm(cache_dir):
+    # Replica B's warm-up of the checkpoint outlasts A's --peer-switch-timeout-seconds: A
+    # answers at the timeout; B, not cancelled by A hanging up, switches once warm.
+    a_address, b_address = "127.0.0.1", "127.0.0.2"
+    port = port_free_on_every_address([a_address, b_address])
+    pipeline = Pipeline(replica=1)  # B's calls
+    settings = dict(model=[TINY, SDXL], cache_dir=cache_dir, warmup_sizes=["64x64"], max_batch_size=2,
+                    max_loaded_models=2, peer_switch_timeout_seconds=1.0)
+
+    def resolve(name):
+        return [a_address, b_address] if name == PEERS_NAME else []
+
+    with peer_replicas([a_address, b_address], port, resolve, wrap_runner=pipeline.wrap, **settings) as (a, b):
+        pipeline.held = SDXL
+        started = time.monotonic()
+        switched = httpx.post(f"{a.url}{OPTIONS}", json={"sd_model_checkpoint": SDXL}, timeout=60)
+        assert switched.status_code == 200 and time.monotonic() - started < 30
+        pipeline.wait_until_held()
+        assert httpx.get(f"{b.url}{OPTIONS}", timeout=10).json()["sd_model_checkpoint"] == TINY  # not warm yet
+        pipeline.let_one_go()
+        pipeline.wait_until_held()
+        pipeline.let_one_go()
+        _wait_for(lambda: httpx.get(f"{b.url}{OPTIONS}", timeout=10).json()["sd_model_checkpoint"] == SDXL,
+                  "B never switched after its warm-up")
+        assert pipeline.warmups(SDXL) == WARMUP_CALLS
