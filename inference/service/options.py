@@ -91,10 +91,11 @@ class A1111State:
         return current_options(self.runtime.current_model, self.stored_options, self.runtime.settings.max_loaded_models)
 
     async def set_options(self, options: dict[str, Any]) -> str | None:
-        """`sd_model_checkpoint` selects (and loads) the current checkpoint; the other
-        options are stored, to be echoed back. Options past the bounds are refused (422
-        naming the first one) before anything changes. Returns the selected checkpoint's
-        name (None when none was asked for)."""
+        """`sd_model_checkpoint` selects the current checkpoint, answering once it is
+        loaded and warmed up (Runtime.select_model; a failure is a 500 naming it, and
+        nothing changes); the other options are stored, to be echoed back. Options past
+        the bounds are refused (422 naming the first one) before anything changes.
+        Returns the selected checkpoint's name (None when none was asked for)."""
         problem = next(self._refusals(options), None)
         if problem is not None:
             name, reason = problem

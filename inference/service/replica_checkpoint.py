@@ -10,7 +10,11 @@ replica. So, with peers (service/peers.py):
   name>}` with `LOCAL_ONLY_HEADER` (so it goes no further) and the client's
   `Authorization`; the answer waits until they all answered or
   `--peer-switch-timeout-seconds` passed, as A1111 answers once the checkpoint is loaded.
-  A peer that fails or is slow is logged and the client still gets A1111's answer. Only
+  Each replica answers once it has loaded and warmed the checkpoint (Runtime.select_model),
+  which on a GPU with an empty compile cache can outlast the timeout. A peer that fails or
+  is slow is logged and the client still gets A1111's answer; a slow peer is not stopped
+  by the forwarder giving up on it: it switches once warm (meanwhile its requests that name
+  no checkpoint get the one it had). Only
   the checkpoint is sent: the other options are stored to be echoed, per replica, and a
   peer's bounds on them could refuse what this replica stored.
 - a replica that starts (scale-up, restart) asks the others, after its default checkpoint
@@ -18,7 +22,8 @@ replica. So, with peers (service/peers.py):
   `LOCAL_ONLY_HEADER` and the replicas' shared token: no client credentials exist then)
   and adopts the one most of them report; a tie, no answer or names it does not offer
   keep the default. A switch a peer forwards while it starts is kept and wins over what
-  the peers reported (it is newer). The asking takes at most the peers' timeout.
+  the peers reported (it is newer). The asking takes at most the peers' timeout; the
+  adopted checkpoint is then loaded and warmed (Runtime.adopt_model) before ready.
 """
 
 from __future__ import annotations
@@ -92,8 +97,8 @@ class ReplicaCheckpoint:
         )
         for peer, answer in answers:
             if answer is None:
-                log.warning("peers: %s did not confirm the switch to %s; requests that name no checkpoint may get "
-                            "its own there", peer, name)
+                log.warning("peers: %s did not confirm the switch to %s (still loading or warming it, or failed); "
+                            "until it switches, requests there that name no checkpoint get its own", peer, name)
 
     async def adopt_from_peers(self) -> None:
         """Before ready (Runtime.before_ready): the checkpoint the other replicas use."""

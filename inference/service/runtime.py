@@ -10,6 +10,7 @@ import asyncio
 import functools
 import logging
 import time
+import weakref
 from typing import Awaitable, Callable
 
 from ..config import ServerSettings
@@ -24,7 +25,7 @@ from ..engine.padded import run_bucketed
 from ..engine.registry import ModelRef, ModelRegistry, model_refs
 from ..engine.upscalers import Upscalers, UpscalerSpec
 from ..engine.warmup import WarmupProgress, warm_up, warmup_plan, warmup_sizes
-from ..errors import ClientDisconnected, NotReady
+from ..errors import ClientDisconnected, GenerationFailed, NotReady
 from ..metrics import Metrics
 from ..serving.batcher import Batcher, JobResult
 from ..serving.process_clock import process_started_monotonic
@@ -81,6 +82,14 @@ class Runtime:
         # It never fails the start: an error is logged and the replica serves as it is.
         self.before_ready: Callable[[], Awaitable[None]] | None = None
         self.syncing = False
+        # Switches of the current checkpoint (POST options, adopting the peers' one) run
+        # one at a time, in the order they arrive: the last one asked for stays current.
+        self._switching = asyncio.Lock()
+        # A checkpoint being loaded and warmed, by name: everyone who needs it awaits the one task.
+        self._preparing: dict[str, asyncio.Task[LoadedModel]] = {}
+        # id() of each LoadedModel whose warm-up ran (LoadedModel is not hashable); an
+        # evicted and reloaded checkpoint is a new object, so it is warmed again.
+        self._warm_ids: set[int] = set()
 
     def _publish_queue_depth(self) -> None:
         # Every job in the batcher holds an admission slot, so this counts them and the
@@ -159,10 +168,8 @@ class Runtime:
             plan = self._warmup_calls(model)
             # Not ready from here until warmed (nothing may be awaited before this).
             self.warmup.total, self.warmup.done, self.warmup.active = len(plan), 0, bool(plan)
-            if model.fast_path is not None and model.fast_path.compiles:
-                # Before the first call: that is when compiling happens.
-                await asyncio.to_thread(self._use_compile_cache, model, plan)
-            await self._warm_up(model, plan)
+            await self._warm_up(model, plan, self.warmup)
+            self._mark_warm(model)
         except Exception as error:  # a shape that does not compile would fail every request
             self.warmup.active = False
             self.load_error = f"warm-up failed: {type(error).__name__}: {error} (--compile off serves eager)"
@@ -202,7 +209,17 @@ class Runtime:
         return warmup_plan(sizes, buckets)
 
     def _use_compile_cache(self, model: LoadedModel, plan) -> None:
-        """Inductor's caches on the model cache volume, keyed by what they depend on."""
+        """Inductor's caches on the model cache volume, keyed by what they depend on.
+
+        Once per process, for the first checkpoint that compiles (the default): inductor
+        reads its cache directory from the process's environment at every compile, and
+        the compiles of two checkpoints interleave (a switch warms while the current one
+        serves), so a second directory could not be kept to one checkpoint. Every later
+        checkpoint's entries go in the same directory; they are content-hashed, so never
+        wrong, and a replica of the same deployment that switches later finds them."""
+        if self.compile_cache is not None:
+            log.info("compile cache: %s's compiled code goes in %s too", model.name, self.compile_cache.directory)
+            return
         ref = next(ref for ref in self.checkpoints() if ref.name == model.name)
         config = model.fast_path or FastPathConfig()
         key = cache_key(
@@ -214,19 +231,35 @@ class Runtime:
         )
         self.compile_cache = activate_compile_cache(self.settings.cache_dir, key)
 
-    async def _warm_up(self, model: LoadedModel, plan) -> None:
-        """Runs every warm-up call before readiness (engine/warmup.py); /readyz says
-        `warming` with the count meanwhile."""
+    async def _warm_up(self, model: LoadedModel, plan, progress: WarmupProgress) -> None:
+        """Runs every warm-up call (engine/warmup.py), counting in `progress`.
+
+        Each call is its own item on the batcher's pipeline thread (CUDA graph trees are
+        per thread), so batches already queued run between them: a checkpoint warming up
+        for a switch holds the requests on the current one for one call at a time, never
+        for the whole plan. Before ready there are no batches, so the calls run back to back."""
         if not plan:
             return
-        log.info("warming up %d shapes before ready (%s)", len(plan), (model.fast_path or FastPathConfig()).summary())
+        if model.fast_path is not None and model.fast_path.compiles:
+            # Before the first call: that is when compiling happens.
+            await asyncio.to_thread(self._use_compile_cache, model, plan)
+        log.info("warming up %s: %d shapes (%s)", model.name, len(plan), (model.fast_path or FastPathConfig()).summary())
+        batcher = self.require_batcher()  # started before the model loads
+        loop = asyncio.get_running_loop()
 
-        def run(key, tasks):
-            return self._runner(key, tasks, lambda step, total: False)
+        def run(key, tasks):  # on a worker thread: warm_up's loop waits here for each call
+            call = batcher.run_on_pipeline_thread(self._runner, key, tasks, _never_stop)
+            return asyncio.run_coroutine_threadsafe(call, loop).result()
 
-        assert self.batcher is not None  # started before the model loads
-        await self.batcher.run_on_pipeline_thread(warm_up, run, model.name, plan, self.warmup, model.compiled_shapes)
-        log.info("warm-up done in %.1fs", self.warmup.seconds)
+        await asyncio.to_thread(warm_up, run, model.name, plan, progress, model.compiled_shapes)
+        log.info("warm-up of %s done in %.1fs", model.name, progress.seconds)
+
+    def _is_warm(self, model: LoadedModel) -> bool:
+        return id(model) in self._warm_ids
+
+    def _mark_warm(self, model: LoadedModel) -> None:
+        self._warm_ids.add(id(model))
+        weakref.finalize(model, self._warm_ids.discard, id(model))
 
     async def stop(self) -> None:
         self.begin_drain()
@@ -286,36 +319,131 @@ class Runtime:
         return self.current_model if wanted is None else self.require_registry().resolve(wanted)
 
     async def load(self, name: str) -> LoadedModel:
-        """The checkpoint, loaded on a worker thread if it is not in memory."""
-        registry = self.require_registry()
-        model = registry.loaded(name)
-        if model is None:
-            model = await asyncio.to_thread(registry.get, name)
-        return model
+        """The checkpoint (by its name), loaded on a worker thread and warmed up if it is
+        not both already.
 
-    async def model_named(self, wanted: str | None) -> LoadedModel:
-        """A checkpoint by any of its client-facing names (None: the current one), loading
-        it on a worker thread if needed. ModelNotFound names the choices."""
-        self.require_started()
+        A checkpoint a request names is warmed too, before that request runs: its load
+        already holds the request for seconds, and the shapes of the plan would otherwise
+        each compile on their first request, holding everyone queued behind that batch;
+        warmed, they compile one call at a time between the other batches (`_warm_up`),
+        and every checkpoint in memory is warm, a reloaded one included. Nothing to
+        compile (eager, `--warmup-sizes auto`): no warm-up at all."""
         registry = self.require_registry()
-        name = self.current_model if wanted is None else registry.resolve(wanted)
         model = registry.loaded(name)
-        if model is None:
-            model = await asyncio.to_thread(registry.get, name)
-        return model
+        if model is not None and self._is_warm(model) and name not in self._preparing:
+            return model
+        return await asyncio.shield(self._prepare(name, WarmupProgress()))
+
+    def _prepare(
+        self,
+        name: str,
+        progress: WarmupProgress,
+        before_load: Callable[[], Awaitable[None]] | None = None,
+    ) -> asyncio.Task[LoadedModel]:
+        """The one task that loads and warms `name` (a new one unless one is running)."""
+        task = self._preparing.get(name)
+        if task is None:
+            task = asyncio.create_task(self._load_and_warm(name, progress, before_load), name=f"prepare {name}")
+            self._preparing[name] = task
+            task.add_done_callback(functools.partial(self._prepared, name))
+        return task
+
+    def _prepared(self, name: str, task: asyncio.Task) -> None:
+        if self._preparing.get(name) is task:
+            del self._preparing[name]
+        if not task.cancelled():
+            task.exception()  # retrieved: whoever awaited it (if anyone still does) reports it
+
+    async def _load_and_warm(
+        self, name: str, progress: WarmupProgress, before_load: Callable[[], Awaitable[None]] | None
+    ) -> LoadedModel:
+        if before_load is not None:
+            await before_load()
+        registry = self.require_registry()
+        for _ in range(3):
+            model = registry.loaded(name)
+            if model is None:
+                try:
+                    model = await asyncio.to_thread(registry.get, name)
+                except Exception as error:
+                    raise GenerationFailed(
+                        f"could not load checkpoint {name}: {type(error).__name__}: {error}"
+                    ) from error
+            if self._is_warm(model):
+                return model
+            try:
+                await self._warm_up(model, self._warmup_calls(model), progress)
+            except Exception as error:
+                log.error("warm-up of %s failed", name, exc_info=error)
+                raise GenerationFailed(
+                    f"checkpoint {name} failed to warm up: {type(error).__name__}: {error}"
+                ) from error
+            if registry.loaded(name) is model:
+                self._mark_warm(model)
+                return model
+            # Its calls found it evicted (more checkpoints in use than --max-loaded-models)
+            # and loaded it again: that new copy is not the one warmed.
+            log.warning("%s was unloaded while it warmed up (--max-loaded-models %d); warming it again",
+                        name, registry.max_loaded)
+        log.warning("%s keeps being unloaded while it warms up; serving it as it is", name)
+        return await asyncio.to_thread(registry.get, name)
 
     async def select_model(self, wanted: str) -> LoadedModel:
-        """Make a checkpoint the current one (POST /sdapi/v1/options), loading it first."""
-        model = await self.model_named(wanted)
+        """Make a checkpoint the current one (POST /sdapi/v1/options): loaded and warmed
+        first, then current. ModelNotFound (nothing changes) names the choices;
+        GenerationFailed names a checkpoint that could not be loaded or warmed, and the
+        current one stays."""
+        self.require_started()
+        name = self.require_registry().resolve(wanted)
+        async with self._switching:
+            return await self._switch_to(name, WarmupProgress())
+
+    async def adopt_model(self, name: str) -> LoadedModel:
+        """Make a checkpoint (by its name) the current one before ready (the peers' one,
+        service/replica_checkpoint.py), loaded and warmed first: /readyz says `warming`
+        with its progress meanwhile, as for the default's warm-up."""
+        async with self._switching:
+            return await self._switch_to(name, self.warmup)
+
+    async def _switch_to(self, name: str, progress: WarmupProgress) -> LoadedModel:
+        """Load and warm `name`, then make it current (`_switching` held).
+
+        While it warms, requests that name no checkpoint run on the current one. Unless
+        the current one has to be unloaded to make room for it (`--max-loaded-models`,
+        1 by default): then the requests already queued run first, requests arriving
+        meanwhile wait for the new checkpoint (as A1111, which holds one checkpoint,
+        has every request wait for a switch), and only then is it loaded; otherwise
+        each queued request would load the old one back and unload the new one."""
+        previous = self.current_model
+        before_load = self.require_batcher().drain if self._unloads(previous, name) else None
+        task = self._prepare(name, progress, before_load)
+        if before_load is not None:
+            self.current_model = name
+        try:
+            model = await asyncio.shield(task)
+        except Exception as error:
+            if self.current_model == name:
+                self.current_model = previous
+            await self._restore(previous)
+            raise GenerationFailed(f"{error}; the current checkpoint stays {self.current_model}") from error
         self.current_model = model.name
         return model
 
-    async def adopt_model(self, name: str) -> LoadedModel:
-        """Make a checkpoint (by its name) the current one before ready, loading it first
-        (the warm-up, which ran on the default, is not run again)."""
-        model = await self.load(name)
-        self.current_model = model.name
-        return model
+    def _unloads(self, current: str, name: str) -> bool:
+        """Whether loading `name` would unload `current` (the least recently used go first)."""
+        registry = self.require_registry()
+        if name == current or registry.loaded(name) is not None:
+            return False
+        loaded = registry.loaded_names()  # least recently used first
+        return current in loaded[: max(0, len(loaded) - registry.max_loaded + 1)]
+
+    async def _restore(self, name: str) -> None:
+        """After a failed switch: the current checkpoint back in memory, warm, if the
+        switch unloaded it (a replica left with no checkpoint loaded is not ready)."""
+        try:
+            await self._prepare(name, WarmupProgress())
+        except Exception as error:
+            log.error("after the failed switch, %s could not be loaded again: %s: %s", name, type(error).__name__, error)
 
     @property
     def starting(self) -> bool:
@@ -350,6 +478,11 @@ class Runtime:
         if stall and stuck > 2 * stall:
             return False, f"a pipeline call has made no step progress for {stuck:.0f}s"
         return True, "ok"
+
+
+def _never_stop(step: int, total: int) -> bool:
+    """A warm-up call's step callback: interrupt and skip stop requests, not warm-ups."""
+    return False
 
 
 class _QueueDepthFromAdmission:
