@@ -41,6 +41,12 @@ class Metrics:
             "Seconds of the start-up spent importing torch, transformers and diffusers (part of sd_startup_seconds)",
             registry=r,
         )
+        self.uncompiled_calls = Counter(
+            "sd_uncompiled_calls",
+            "Calls of a compiled module (unet, vae_decoder) that ran eager: a shape or LoRA set warm-up did not compile",
+            ["module"],
+            registry=r,
+        )
         self.ready = Gauge("sd_ready", "1 when the server accepts generations", registry=r)
 
     # BatchObserver

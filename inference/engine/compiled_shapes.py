@@ -120,6 +120,8 @@ class CompiledShapes:
     variant: Any = ()
     admitted: dict[str, set[Signature]] = field(default_factory=dict)
     eager_calls: dict[str, int] = field(default_factory=dict)
+    # Told the module's name at each eager call after warm-up (the server's metric).
+    on_eager: Callable[[str], None] | None = field(default=None, repr=False)
     _logged: set[tuple[str, Signature]] = field(default_factory=set, repr=False)
 
     def admit(
@@ -136,6 +138,8 @@ class CompiledShapes:
             shapes.add(signature)
             return True
         self.eager_calls[module] = self.eager_calls.get(module, 0) + 1
+        if self.on_eager is not None:
+            self.on_eager(module)
         if len(self._logged) < LOGGED_EAGER_SHAPES and (module, signature) not in self._logged:
             self._logged.add((module, signature))
             if variant:

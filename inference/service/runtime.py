@@ -91,6 +91,11 @@ class Runtime:
         # evicted and reloaded checkpoint is a new object, so it is warmed again.
         self._warm_ids: set[int] = set()
 
+    def _loaded(self, model: LoadedModel) -> None:
+        self.metrics.model_load_seconds.labels(model=model.name).set(model.load_seconds)
+        counter = self.metrics.uncompiled_calls
+        model.compiled_shapes.on_eager = lambda module: counter.labels(module=module).inc()
+
     def _publish_queue_depth(self) -> None:
         # Every job in the batcher holds an admission slot, so this counts them and the
         # requests still decoding their images: sd_queue_depth (KEDA scales on it) is
@@ -154,7 +159,7 @@ class Runtime:
                 device=device,
                 loras=self.lora_specs(),
                 max_loaded=s.max_loaded_models,
-                on_load=lambda model: self.metrics.model_load_seconds.labels(model=model.name).set(model.load_seconds),
+                on_load=self._loaded,
                 fast_path=fast_path,
             )
             self.upscalers.device = device

@@ -167,3 +167,23 @@ def test_img2img_inpaint_and_variations_at_a_warmed_size_run_compiled(warmed):
         assert len(run_bucketed(model, key, tasks)) == 1
     assert counter.graphs() == before
     assert model.compiled_shapes.eager_calls == {}
+
+
+def test_the_server_counts_eager_calls_in_a_metric(cache_dir):
+    """sd_uncompiled_calls_total{module}: what an operator watches to see that a size
+    (or LoRA set) clients use was not warmed."""
+    from types import SimpleNamespace
+
+    from prometheus_client import generate_latest
+
+    from inference.config import ServerSettings
+    from inference.service.runtime import Runtime
+
+    runtime = Runtime(ServerSettings(model="builtin:tiny", cache_dir=cache_dir))
+    model = SimpleNamespace(name="builtin:tiny", load_seconds=1.0, compiled_shapes=CompiledShapes())
+    runtime._loaded(model)  # the registry's on_load hook
+    model.compiled_shapes.close()
+    for _ in range(3):
+        model.compiled_shapes.admit("unet", (("tensor", (2, 4, 10, 10), "torch.float16"),))
+    text = generate_latest(runtime.metrics.registry).decode()
+    assert 'sd_uncompiled_calls_total{module="unet"} 3.0' in text
