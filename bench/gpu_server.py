@@ -41,7 +41,9 @@ def http_stage(bench: Bench, folder: Path, arch: dict, inductor_dir: Path) -> No
                 http_round(url, bench.args.clients, 1, body, seed_base=50_000)  # warm the HTTP path
                 result = http_round(url, bench.args.clients, requests, body)
                 bench.http.append({"model": arch["name"], "max_batch_size": 4, "clients": bench.args.clients,
-                                   **_rounded(result), "mean_batch": _round(mean_batch(url))})
+                                   **_rounded(result), "mean_batch": _round(mean_batch(url)),
+                                   # 0 when every request ran the warmed, compiled shapes
+                                   "uncompiled_calls": _metric_total(url, "sd_uncompiled_calls_total")})
                 bench.note(f"HTTP, {bench.args.clients} clients, max batch 4: {result['images_per_s']:.2f} images/s, "
                            f"p50 {result['p50_s']:.2f}s, p95 {result['p95_s']:.2f}s")
         bench.save()
@@ -71,6 +73,14 @@ def _metric(url: str, name: str) -> float | None:
         if line.startswith(name + " "):
             return round(float(line.split()[1]), 2)
     return None
+
+
+def _metric_total(url: str, name: str) -> float:
+    """The sum of a labelled metric's series (0 when it has none yet)."""
+    import httpx
+
+    lines = httpx.get(f"{url}/metrics").text.splitlines()
+    return sum(float(line.split()[-1]) for line in lines if line.startswith(name + "{"))
 
 
 def _round(value):
