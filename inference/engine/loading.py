@@ -96,6 +96,9 @@ class LoadedModel:
     fast_path: FastPathConfig | None = None
     # Which input shapes its compiled modules run (engine/compiled_shapes.py); warm-up closes it.
     compiled_shapes: CompiledShapes = field(default_factory=CompiledShapes)
+    # Its warm-up plan has run (the server's runtime warms a checkpoint before using it);
+    # a checkpoint evicted and loaded again is a new LoadedModel, not warmed yet.
+    warmed: bool = False
     _derived: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property

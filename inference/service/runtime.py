@@ -10,7 +10,6 @@ import asyncio
 import functools
 import logging
 import time
-import weakref
 from typing import Awaitable, Callable
 
 from ..config import ServerSettings
@@ -87,9 +86,6 @@ class Runtime:
         self._switching = asyncio.Lock()
         # A checkpoint being loaded and warmed, by name: everyone who needs it awaits the one task.
         self._preparing: dict[str, asyncio.Task[LoadedModel]] = {}
-        # id() of each LoadedModel whose warm-up ran (LoadedModel is not hashable); an
-        # evicted and reloaded checkpoint is a new object, so it is warmed again.
-        self._warm_ids: set[int] = set()
 
     def _loaded(self, model: LoadedModel) -> None:
         self.metrics.model_load_seconds.labels(model=model.name).set(model.load_seconds)
@@ -174,7 +170,7 @@ class Runtime:
             # Not ready from here until warmed (nothing may be awaited before this).
             self.warmup.total, self.warmup.done, self.warmup.active = len(plan), 0, bool(plan)
             await self._warm_up(model, plan, self.warmup)
-            self._mark_warm(model)
+            model.warmed = True
         except Exception as error:  # a shape that does not compile would fail every request
             self.warmup.active = False
             self.load_error = f"warm-up failed: {type(error).__name__}: {error} (--compile off serves eager)"
@@ -259,12 +255,6 @@ class Runtime:
         await asyncio.to_thread(warm_up, run, model.name, plan, progress, model.compiled_shapes)
         log.info("warm-up of %s done in %.1fs", model.name, progress.seconds)
 
-    def _is_warm(self, model: LoadedModel) -> bool:
-        return id(model) in self._warm_ids
-
-    def _mark_warm(self, model: LoadedModel) -> None:
-        self._warm_ids.add(id(model))
-        weakref.finalize(model, self._warm_ids.discard, id(model))
 
     async def stop(self) -> None:
         self.begin_drain()
@@ -335,7 +325,7 @@ class Runtime:
         compile (eager, `--warmup-sizes auto`): no warm-up at all."""
         registry = self.require_registry()
         model = registry.loaded(name)
-        if model is not None and self._is_warm(model) and name not in self._preparing:
+        if model is not None and model.warmed and name not in self._preparing:
             return model
         return await asyncio.shield(self._prepare(name, WarmupProgress()))
 
@@ -374,7 +364,7 @@ class Runtime:
                     raise GenerationFailed(
                         f"could not load checkpoint {name}: {type(error).__name__}: {error}"
                     ) from error
-            if self._is_warm(model):
+            if model.warmed:
                 return model
             try:
                 await self._warm_up(model, self._warmup_calls(model), progress)
@@ -384,7 +374,7 @@ class Runtime:
                     f"checkpoint {name} failed to warm up: {type(error).__name__}: {error}"
                 ) from error
             if registry.loaded(name) is model:
-                self._mark_warm(model)
+                model.warmed = True
                 return model
             # Its calls found it evicted (more checkpoints in use than --max-loaded-models)
             # and loaded it again: that new copy is not the one warmed.
