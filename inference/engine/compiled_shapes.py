@@ -84,6 +84,22 @@ def contiguous_inputs(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
     return tree_map(contiguous, args), tree_map(contiguous, kwargs)
 
 
+def mark_batch_dynamic(args: tuple, kwargs: dict) -> None:
+    """Dimension 0 of every tensor with the sample's row count marked dynamic for dynamo
+    (the sample, the text embeddings, SDXL's added conditions); a size of 1 stays
+    specialised (dynamo's 0/1 rule), so batch 1 without CFG keeps a graph of its own."""
+    import torch
+    from torch.utils._pytree import tree_leaves
+
+    sample = args[0] if args else kwargs.get("sample")
+    if not isinstance(sample, torch.Tensor) or sample.dim() == 0:
+        return
+    rows = sample.shape[0]
+    for value in tree_leaves((args, kwargs)):
+        if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == rows:
+            torch._dynamo.maybe_mark_dynamic(value, 0)
+
+
 def float_timestep(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
     """The UNet's `timestep` (second positional argument or keyword) as a float32 tensor:
     the same value its embedding computes with, one dtype whatever the sampler."""
@@ -181,9 +197,11 @@ class GatedForward:
         *,
         timestep_as_float: bool = False,
         with_variant: bool = False,
+        dynamic_batch: bool = False,
     ):
         self.name = name
         self.with_variant = with_variant
+        self.dynamic_batch = dynamic_batch
         self.eager = eager
         self.compiled = compiled
         self.shapes = shapes
@@ -196,6 +214,8 @@ class GatedForward:
             args, kwargs = float_timestep(args, kwargs)
         signature = input_signature(args, kwargs)
         if self.shapes.admit(self.name, signature, lambda: _shape_text(args, kwargs), with_variant=self.with_variant):
+            if self.dynamic_batch:
+                mark_batch_dynamic(args, kwargs)
             return self.compiled(*args, **kwargs)
         return self.eager(*args, **kwargs)
 
@@ -211,6 +231,7 @@ def gate_forward(
     *,
     timestep_as_float: bool = False,
     with_variant: bool = False,
+    dynamic_batch: bool = False,
     **options: Any,
 ) -> GatedForward:
     """Compile `module.forward` with `compile_function(forward, **options)` (torch.compile:
@@ -219,7 +240,7 @@ def gate_forward(
     eager = module.forward
     gated = GatedForward(
         name, eager, compile_function(eager, **options), shapes,
-        timestep_as_float=timestep_as_float, with_variant=with_variant,
+        timestep_as_float=timestep_as_float, with_variant=with_variant, dynamic_batch=dynamic_batch,
     )
     module.forward = gated
     return gated

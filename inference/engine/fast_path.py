@@ -64,6 +64,11 @@ class FastPathConfig:
     unet_compile_mode: str | None = None
     vae_compile_mode: str | None = None
     fullgraph: bool = True
+    # The UNet's batch dimension symbolic (`torch._dynamo.maybe_mark_dynamic`): one compile
+    # serves every bucket of 2 rows or more (CUDA graphs are still recorded per size), so a
+    # cold start compiles 2 UNet graphs instead of one per bucket. Off in both presets
+    # until bench.gpu's sweep shows its kernels as fast as the static ones.
+    dynamic_batch: bool = False
     inductor: tuple[tuple[str, Any], ...] = ()
     # Pad every batch to a bucket size (compiled graphs are per shape).
     pad_batches: bool = False
@@ -87,6 +92,8 @@ class FastPathConfig:
         else:
             parts = [f"UNet compiled ({self.unet_compile_mode})" if self.compile_unet else "UNet eager"]
             parts.append(f"VAE decoder compiled ({self.vae_compile_mode})" if self.compile_vae_decoder else "VAE decoder eager")
+        if self.dynamic_batch:
+            parts.append("batch dimension dynamic")
         if self.fuse_qkv:
             parts.append("QKV fused")
         if self.channels_last:
@@ -193,10 +200,17 @@ def apply_fast_path(
         import torch._dynamo.config as dynamo_config
 
         dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, RECOMPILE_LIMIT)
+        if config.dynamic_batch:
+            # Only the dimensions marked dynamic are: a second warm-up size must not turn
+            # height and width symbolic too (dynamo's automatic dynamic shapes).
+            dynamo_config.automatic_dynamic_shapes = False
     if config.compile_unet:
+        unet_options = _compile_options(config.unet_compile_mode, config.fullgraph)
+        if config.dynamic_batch:
+            unet_options["dynamic"] = None  # dynamic where marked, static elsewhere
         gate_forward(
             pipeline.unet, "unet", compile_function, shapes, timestep_as_float=True, with_variant=True,
-            **_compile_options(config.unet_compile_mode, config.fullgraph),
+            dynamic_batch=config.dynamic_batch, **unet_options,
         )
     if config.compile_vae_decoder:
         gate_forward(

@@ -187,3 +187,34 @@ def test_the_server_counts_eager_calls_in_a_metric(cache_dir):
         model.compiled_shapes.admit("unet", (("tensor", (2, 4, 10, 10), "torch.float16"),))
     text = generate_latest(runtime.metrics.registry).decode()
     assert 'sd_uncompiled_calls_total{module="unet"} 3.0' in text
+
+
+def test_a_dynamic_batch_dimension_compiles_two_unet_graphs_for_every_bucket(cache_dir):
+    """`dynamic_batch` (bench.gpu's sweep decides whether a preset uses it): rows 2 and 4
+    share one symbolic graph; batch 1 without CFG (1 row) stays specialised. The whole
+    UNet traces as one graph with a symbolic batch (fullgraph), and the images are the
+    static path's. (Buckets 1 and 2 here: on the CPU, batch invariance's padding of calls
+    under 8 rows is a branch on the row count, so 8 rows would be a third graph; CUDA has
+    no such branch.)"""
+    from inference.engine.loading import choose_device, load_model
+
+    torch._dynamo.reset()
+    counter = GraphCounter()
+    config = dataclasses.replace(choose_fast_path("max", "cpu", max_batch_size=2), inductor=(), dynamic_batch=True)
+    automatic = torch._dynamo.config.automatic_dynamic_shapes
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(torch, "compile", counter)
+            model = load_model("builtin:tiny", cache_dir=cache_dir, device=choose_device("cpu"), fast_path=config)
+        assert "batch dimension dynamic" in model.fast_path.summary()
+        plan = warmup_plan([(SIZE, SIZE)], model.fast_path.buckets)
+        warm_up(lambda key, tasks: run_bucketed(model, key, tasks), model.name, plan, WarmupProgress(),
+                model.compiled_shapes)
+        assert counter.graphs()["UNet2DConditionModel"] == 2
+        assert model.compiled_shapes.compiled_count("unet") == 3  # the gate still admits each warmed shape
+        plain = load_model("builtin:tiny", cache_dir=cache_dir, device=choose_device("cpu"))
+        key = _key(steps=2)
+        assert run_bucketed(model, key, _tasks(2))[1].tobytes() == run_batch(plain, key, _tasks(2))[1].tobytes()
+    finally:
+        torch._dynamo.config.automatic_dynamic_shapes = automatic
+        torch._dynamo.reset()
