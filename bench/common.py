@@ -34,20 +34,22 @@ def server(*flags: str, cache_dir: Path = DEFAULT_CACHE):
 
 @contextmanager
 def timed_server(*flags: str, cache_dir: Path = DEFAULT_CACHE, env: dict[str, str] | None = None, timeout: float = 300,
-                 log_path: Path | None = None):
+                 log_path: Path | None = None, module: str = "inference", cwd: Path = REPO):
     """As `server`, yielding (base URL, seconds from spawn to the first 200 on /readyz).
-    The server's output goes to `log_path` (default: a new temporary file)."""
+    The server's output goes to `log_path` (default: a new temporary file). `module` is
+    what `python -m MODULE serve ...` runs (bench.gpu_standin: the server with a stand-in GPU), in
+    `cwd` (another checkout's code)."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     if log_path is None:
         log = tempfile.NamedTemporaryFile(prefix="sd-bench-", suffix=".log", delete=False)
     else:
         log = open(log_path, "wb")  # noqa: SIM115 - closed in the finally below, as the temporary file
-    command = [sys.executable, "-m", "inference", "serve", "--port", str(port), "--cache-dir", str(cache_dir),
+    command = [sys.executable, "-m", module, "serve", "--port", str(port), "--cache-dir", str(cache_dir),
                "--log-level", "warning", *flags]
     spawned = time.monotonic()
     process = subprocess.Popen(
-        command, cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}, stdout=log, stderr=log
+        command, cwd=cwd, env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}, stdout=log, stderr=log
     )
     try:
         deadline = spawned + timeout

@@ -7,6 +7,7 @@ describe images the same way.
 from __future__ import annotations
 
 import functools
+import os
 import secrets
 from dataclasses import dataclass
 
@@ -35,10 +36,25 @@ from .schemas import (
     Txt2ImgRequest,
 )
 
-# Requests decoding images or encoding PNGs at once; more wait. Each may hold a decoded
-# image of up to imaging.MAX_DECODED_PIXELS (64 MiB as RGBA) while it works.
+# Requests decoding their images (and preparing their tasks) at once; more wait. Each may
+# hold a decoded image of up to imaging.MAX_DECODED_PIXELS (64 MiB as RGBA) while it works.
 DECODE_THREADS = 2
 
+
+def _encode_threads() -> int:
+    """Responses encoding their PNGs at once: the CPUs this process may use (zlib releases
+    the GIL), at least 2 and at most 8. Not shared with decoding: when a batch ends, its
+    responses all encode at once, and the next requests' admission must not queue behind
+    them (with clients as many as --max-batch-size, the GPU waits for exactly those
+    requests); the images are already in memory, so the bound is the CPUs, not memory."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 2
+    return min(8, max(2, cpus))
+
+
+ENCODE_THREADS = _encode_threads()
 
 
 @dataclass
@@ -67,7 +83,9 @@ class GenerationService:
         self.runtime = runtime
         self.a1111 = a1111
         self.history = history
-        self._limiter: anyio.CapacityLimiter | None = None  # made on first use, on the event loop
+        # Made on first use, on the event loop.
+        self._decode_limiter: anyio.CapacityLimiter | None = None
+        self._encode_limiter: anyio.CapacityLimiter | None = None
 
     # -- validation (cheap: on the event loop, before the request takes a queue slot) ----
 
@@ -312,16 +330,16 @@ class GenerationService:
         self.validate(req, loaded)
         size = _output_size(req, loaded)
         async with self.runtime.admission.slot():
-            decoded = await self._off_loop(self.decode_images, req, size)
+            decoded = await self._decoding(self.decode_images, req, size)
             model = await self.runtime.load(checkpoint)
-            prepared = await self._off_loop(self.prepare, req, model, decoded)
+            prepared = await self._decoding(self.prepare, req, model, decoded)
             del decoded  # the originals: only the fitted copies are kept while queued
             result = await self.runtime.submit_watching_disconnect(prepared.key, prepared.tasks, is_disconnected)
         # Kept only once the request was accepted and ran: a 4xx or a 429 changes nothing.
         if req.override_settings and not req.override_settings_restore_afterwards:
             self._keep_overrides(req, model)
         # Interrupted: A1111 answers 200 with the images made so far (possibly none).
-        return await self._off_loop(self._respond, req, model, prepared, result)
+        return await self._encoding(self._respond, req, model, prepared, result)
 
     def _respond(self, req: GenerationRequest, model: LoadedModel, prepared: Prepared, result: JobResult) -> GenerationResponse:
         """The response with its PNGs encoded (on a worker thread), and the history entry."""
@@ -333,12 +351,18 @@ class GenerationService:
             self._remember(history, req, model, prepared, result.images, response)
         return response
 
-    async def _off_loop(self, function, *args, **kwargs):
-        """CPU-bound work (decoding, resizing, PNG encoding) on a worker thread, at most
-        DECODE_THREADS at a time, so the event loop keeps answering /healthz."""
-        if self._limiter is None:
-            self._limiter = anyio.CapacityLimiter(DECODE_THREADS)
-        return await anyio.to_thread.run_sync(functools.partial(function, *args, **kwargs), limiter=self._limiter)
+    async def _decoding(self, function, *args, **kwargs):
+        """Decoding and resizing on a worker thread, at most DECODE_THREADS at a time, so
+        the event loop keeps answering /healthz."""
+        if self._decode_limiter is None:
+            self._decode_limiter = anyio.CapacityLimiter(DECODE_THREADS)
+        return await anyio.to_thread.run_sync(functools.partial(function, *args, **kwargs), limiter=self._decode_limiter)
+
+    async def _encoding(self, function, *args, **kwargs):
+        """PNG encoding on a worker thread, at most ENCODE_THREADS at a time."""
+        if self._encode_limiter is None:
+            self._encode_limiter = anyio.CapacityLimiter(ENCODE_THREADS)
+        return await anyio.to_thread.run_sync(functools.partial(function, *args, **kwargs), limiter=self._encode_limiter)
 
     def _keep_overrides(self, req: GenerationRequest, model: LoadedModel) -> None:
         """`override_settings_restore_afterwards: false`: as in A1111, the overrides stay
