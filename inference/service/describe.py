@@ -9,12 +9,9 @@ from __future__ import annotations
 import json
 import time
 
-from PIL import Image
-
 from ..engine.generate import BatchKey
 from ..engine.loading import LoadedModel
 from ..engine.samplers import AUTOMATIC
-from ..imaging import encode_png
 from ..infotext import format_infotext
 from .schemas import GenerationRequest, GenerationResponse, Img2ImgRequest, Txt2ImgRequest
 
@@ -27,12 +24,13 @@ def describe(
     key: BatchKey,
     seeds: list[int],
     subseeds: list[int],
-    images: list[Image.Image],
+    infotexts: list[str],
+    encoded: list[str],
     *,
     interrupted: bool = False,
 ) -> GenerationResponse:
-    """A1111's response: the PNGs (with their infotexts) and `info`, a JSON string."""
-    infotexts = [infotext(req, model, key, seeds[i], subseeds[i]) for i in range(len(images))]
+    """A1111's response: `encoded` (the PNGs as base64, made with `infotexts`) and `info`,
+    a JSON string."""
     info = {
         "prompt": req.prompt,
         "all_prompts": [req.prompt] * len(seeds),
@@ -79,8 +77,7 @@ def describe(
     if isinstance(req, Img2ImgRequest) and not req.include_init_images:
         parameters["init_images"] = None
         parameters["mask"] = None
-    encoded = [encode_png(image, infotexts[i]) for i, image in enumerate(images)] if req.send_images else []
-    return GenerationResponse(images=encoded, parameters=parameters, info=json.dumps(info))
+    return GenerationResponse(images=encoded if req.send_images else [], parameters=parameters, info=json.dumps(info))
 
 
 def infotext(req: GenerationRequest, model: LoadedModel, key: BatchKey, seed: int, subseed: int = 0) -> str:
