@@ -137,6 +137,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--size", type=int, default=512, help="width and height")
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--images-per-request", type=int, default=1,
+                        help="batch_size of each request (StableStudio sends 4)")
     parser.add_argument("--requests", type=int, default=8, help="requests per client per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--max-batch-size", type=int, default=4, help="the server's (bench.gpu's sd15-http uses 4)")
@@ -161,7 +163,8 @@ def main(argv: list[str] | None = None) -> None:
     local = runner_from(StandInSettings(args.it_per_s, args.batch_scaling, args.max_batch_size))
     width = height = args.size
     local.prepare(width, height)
-    body = {"steps": args.steps, "cfg_scale": 7.0, "width": width, "height": height}
+    body = {"steps": args.steps, "cfg_scale": 7.0, "width": width, "height": height,
+            "batch_size": args.images_per_request}
     flags = ["--model", "builtin:tiny", "--device", "cpu", "--max-batch-size", str(args.max_batch_size),
              "--queue-size", "64"]
     load_before = os.getloadavg()
