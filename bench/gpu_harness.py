@@ -26,7 +26,7 @@ PLAIN_FP32 = "plain fp32 (eager)"
 # SD 1.5 compile, ~100 s per SDXL one); a stage that no longer fits is skipped.
 ESTIMATES = {
     "sd15-eager": 20,
-    "sd15-http": 240,
+    "sd15-http": 290,  # 4 warm-up shapes (buckets 1, 2, 4 with CFG, 1 without) compiled, then a warm restart
     "sd15-server": 60,
     "sd15-nobatch": 60,
     "sdxl-eager": 40,
