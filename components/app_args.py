@@ -118,7 +118,7 @@ class Cache(TypedDict):
 
 
 class Lora(TypedDict):
-    """A LoRA adapter loaded onto the pipeline at start (`SD_LORA` entry `REPO:NAME:WEIGHT`)."""
+    """A LoRA adapter loaded onto the pipeline at start (`SD_LORA` entry `REPO[@REVISION]:NAME:WEIGHT`)."""
 
     repo: str
     """Hugging Face repo id (validated like `model_hf_name`) or an absolute directory in the pod (e.g. under `/models`)."""
@@ -126,6 +126,8 @@ class Lora(TypedDict):
     """The adapter's name in `<lora:NAME:WEIGHT>` prompt tags: letters, digits, `.`, `_`, `-` (at most 64); unique. Default: the repo's last part."""
     weight: NotRequired[float]
     """The adapter's weight where a prompt tag gives none: a finite number (a numeric string such as `"0.8"` from `pulumi config set --path` is accepted; booleans are not). Default: 1."""
+    revision: NotRequired[str]
+    """Pinned revision (branch, tag or commit) of the Hugging Face repo, fetched by the init container and loaded by the server; not with a directory `repo`. Default: the repo's default branch at the time each pod starts."""
 
 
 class HuggingFaceModel(TypedDict):
@@ -140,7 +142,7 @@ class HuggingFaceModel(TypedDict):
     cache: NotRequired[Cache]
     """The model cache volume."""
     loras: NotRequired[list[Lora]]
-    """LoRA adapters loaded onto the pipeline at start, each `{repo, name, weight}`."""
+    """LoRA adapters loaded onto the pipeline at start, each `{repo, name, weight, revision}`."""
 
 
 class ExtraModel(TypedDict):
@@ -153,12 +155,14 @@ class ExtraModel(TypedDict):
 
 
 class Upscaler(TypedDict):
-    """A learned (ESRGAN-family) upscaler for Extras and the hires fix (`SD_UPSCALER` entry `REPO_OR_DIR:NAME`)."""
+    """A learned (ESRGAN-family) upscaler for Extras and the hires fix (`SD_UPSCALER` entry `REPO_OR_DIR[@REVISION]:NAME`)."""
 
     repo: str
     """Hugging Face repo id holding one `.safetensors` or `.pth` ESRGAN/RRDBNet network at its top level (the one file fetched; a `.safetensors` one rather than a `.pth`), or an absolute directory in the pod (e.g. under `/models`)."""
     name: NotRequired[str]
     """The name clients pick it by (`upscaler_1`, `hr_upscaler`): letters, digits, space, `.`, `_`, `+`, `-`, `()`; unique, and none of the resampling names (None, Lanczos, Nearest, Bicubic, Bilinear). Default: the repo's last part."""
+    revision: NotRequired[str]
+    """Pinned revision (branch, tag or commit) of the Hugging Face repo, fetched by the init container and loaded by the server; not with a directory `repo`. Default: the repo's default branch at the time each pod starts."""
 
 
 class StableDiffusionSettings(TypedDict):
@@ -173,7 +177,7 @@ class StableDiffusionSettings(TypedDict):
     extra_models: NotRequired[list[ExtraModel]]
     """More checkpoints the server can switch to (A1111 `sd_model_checkpoint`, OpenAI `model`), each `{model_hf_name, revision}`, loaded on first use."""
     upscalers: NotRequired[list[Upscaler]]
-    """Learned upscalers offered by `/sdapi/v1/upscalers` besides the resampling ones, each `{repo, name}`; prefetched by the init container like the models, loaded on first use."""
+    """Learned upscalers offered by `/sdapi/v1/upscalers` besides the resampling ones, each `{repo, name, revision}`; prefetched by the init container like the models, loaded on first use."""
     max_loaded_models: NotRequired[int]
     """Checkpoints kept in memory at once, the least recently used evicted (`SD_MAX_LOADED_MODELS`). Default: 1."""
     max_batch_size: NotRequired[int]

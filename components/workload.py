@@ -115,17 +115,22 @@ def model_list(app: AppConfig) -> str:
     return ",".join(models)
 
 
+def _pinned(repo: str, revision: Optional[str]) -> str:
+    """`REPO[@REVISION]`: a Hub repo id never holds '@', so the server splits there."""
+    return f"{repo}@{revision}" if revision else repo
+
+
 def lora_list(app: AppConfig) -> str:
-    """`SD_LORA`: `REPO_OR_DIR:NAME:WEIGHT`, comma-separated (name and weight always given)."""
+    """`SD_LORA`: `REPO_OR_DIR[@REVISION]:NAME:WEIGHT`, comma-separated (name and weight always given)."""
     return ",".join(
-        f"{lora.repo}:{lora.adapter_name}:{lora.weight:g}"
+        f"{_pinned(lora.repo, lora.revision)}:{lora.adapter_name}:{lora.weight:g}"
         for lora in app.stable_diffusion.hugging_face_model.loras
     )
 
 
 def upscaler_list(app: AppConfig) -> str:
-    """`SD_UPSCALER`: `REPO_OR_DIR:NAME`, comma-separated (the name always given)."""
-    return ",".join(f"{u.repo}:{u.upscaler_name}" for u in app.stable_diffusion.upscalers)
+    """`SD_UPSCALER`: `REPO_OR_DIR[@REVISION]:NAME`, comma-separated (the name always given)."""
+    return ",".join(f"{_pinned(u.repo, u.revision)}:{u.upscaler_name}" for u in app.stable_diffusion.upscalers)
 
 
 def _model_env(app: AppConfig) -> list[dict]:

@@ -100,10 +100,10 @@ def download(settings: ModelSettings) -> int:
         return f"{fetched.folder} ({fetched.variant or 'default'} weights, for {device.device}/{device.dtype_name})"
 
     jobs = [(ref.name, lambda ref=ref: fetch(ref)) for ref in refs]
-    jobs += [(spec.source, lambda spec=spec: fetch_adapter(spec, settings.cache_dir)) for spec in adapters]
+    jobs += [(spec.pinned_source, lambda spec=spec: fetch_adapter(spec, settings.cache_dir)) for spec in adapters]
     # Parsed already by the settings' validator (bad specs never get here).
     upscalers = [UpscalerSpec.parse(text) for text in settings.upscaler]
-    jobs += [(spec.source, lambda spec=spec: fetch_upscaler(spec, settings.cache_dir)) for spec in upscalers]
+    jobs += [(spec.pinned_source, lambda spec=spec: fetch_upscaler(spec, settings.cache_dir)) for spec in upscalers]
     for what, fetch_one in jobs:
         try:
             where = fetch_one()

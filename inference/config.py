@@ -29,10 +29,13 @@ def default_cache_dir() -> Path:
 
 
 def _specs_with_unique_names(value: list[str], spec_class: type[LoraSpec] | type[UpscalerSpec], what: str) -> list[str]:
-    """`value` when every entry parses as a `spec_class` and their names are unique."""
-    names = [spec_class.parse(text).name for text in value]  # raises naming the bad spec
-    if len(set(names)) != len(names):
-        raise ValueError(f"{what} names must be unique, got {names}")
+    """`value` when every entry parses as a `spec_class` (`REPO[@REVISION]...`) and their names are unique."""
+    first_with: dict[str, str] = {}
+    for text in value:
+        name = spec_class.parse(text).name  # raises naming the bad entry
+        if name in first_with:
+            raise ValueError(f"{what} names must be unique: {first_with[name]!r} and {text!r} are both named {name!r}")
+        first_with[name] = text
     return value
 
 
@@ -59,11 +62,12 @@ class ModelSettings(BaseModel):
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit) of the first model")
     lora: list[str] = Field(
         default_factory=list,
-        description="LoRA adapter REPO_OR_DIR[:NAME][:WEIGHT], activated per request by <lora:NAME:WEIGHT>; repeatable",
+        description="LoRA adapter REPO_OR_DIR[@REVISION][:NAME][:WEIGHT] (REVISION: a Hub branch, tag or commit), "
+        "activated per request by <lora:NAME:WEIGHT>; repeatable",
     )
     upscaler: list[str] = Field(
         default_factory=list,
-        description="learned upscaler (ESRGAN family) REPO_OR_DIR[:NAME] or builtin:tiny-upscaler, offered by "
+        description="learned upscaler (ESRGAN family) REPO_OR_DIR[@REVISION][:NAME] or builtin:tiny-upscaler, offered by "
         "/sdapi/v1/upscalers for extras and hires fix; repeatable",
     )
     cache_dir: Path = Field(default_factory=default_cache_dir, description="model cache directory")

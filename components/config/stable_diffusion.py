@@ -38,8 +38,30 @@ def _check_lora_source(value: str) -> str:
     return _check_repo_id(value)
 
 
+def _check_revision(value: str) -> str:
+    """What git refuses in a branch or tag name, beyond the characters the pattern allows. The
+    server checks LoRA and upscaler revisions by git's rules too, so what passes here it accepts."""
+    parts = value.split("/")
+    if ".." in value or value.startswith("-") or value.endswith(".") or any(
+        not part or part.startswith(".") or part.endswith(".lock") for part in parts
+    ):
+        raise ValueError(
+            f"'{value}' is not a git branch, tag or commit: no '..', no leading '-', no empty '/' parts "
+            "(leading, trailing or doubled '/'), no part starting with '.' or ending with '.lock', no trailing '.'"
+        )
+    return value
+
+
 HfRepoId = Annotated[str, AfterValidator(_check_repo_id)]
-Revision = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[\w./-]+$")]
+Revision = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[\w./-]+$"), AfterValidator(_check_revision)]
+
+
+def _no_revision_for_a_directory(repo: str, revision: Optional[str]) -> None:
+    if revision is not None and repo.startswith("/"):
+        raise PathError(
+            ("revision",),
+            f"'{repo}' is a directory in the pod, not a Hugging Face repo: only a repo takes a revision",
+        )
 
 
 class Cache(ConfigModel):
@@ -76,7 +98,7 @@ def _check_warmup_size(value: str) -> str:
 
 
 class Lora(ConfigModel):
-    """A LoRA adapter loaded onto the pipeline at start (`SD_LORA` entry `REPO:NAME:WEIGHT`)."""
+    """A LoRA adapter loaded onto the pipeline at start (`SD_LORA` entry `REPO[@REVISION]:NAME:WEIGHT`)."""
 
     repo: Annotated[str, AfterValidator(_check_lora_source)]
     """Hugging Face repo id (validated like `model_hf_name`) or an absolute directory in the pod (e.g. under `/models`)."""
@@ -86,6 +108,14 @@ class Lora(ConfigModel):
     weight: float = 1.0
     """The adapter's weight where a prompt tag gives none: a finite number (a numeric string such as `"0.8"` from `pulumi config
     set --path` is accepted; booleans are not)."""
+    revision: Optional[Revision] = None
+    """Pinned revision (branch, tag or commit) of the Hugging Face repo, fetched by the init container and loaded by the
+    server; not with a directory `repo`. Default: the repo's default branch at the time each pod starts."""
+
+    @model_validator(mode="after")
+    def _revision_needs_a_repo(self) -> "Lora":
+        _no_revision_for_a_directory(self.repo, self.revision)
+        return self
 
     @field_validator("weight", mode="before")
     @classmethod
@@ -122,7 +152,7 @@ _RESAMPLING_UPSCALERS = ("None", "Lanczos", "Nearest", "Bicubic", "Bilinear")
 
 
 class Upscaler(ConfigModel):
-    """A learned (ESRGAN-family) upscaler for Extras and the hires fix (`SD_UPSCALER` entry `REPO_OR_DIR:NAME`)."""
+    """A learned (ESRGAN-family) upscaler for Extras and the hires fix (`SD_UPSCALER` entry `REPO_OR_DIR[@REVISION]:NAME`)."""
 
     repo: Annotated[str, AfterValidator(_check_lora_source)]
     """Hugging Face repo id holding one `.safetensors` or `.pth` ESRGAN/RRDBNet network at its top level (the one file
@@ -130,6 +160,14 @@ class Upscaler(ConfigModel):
     name: Optional[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._+()-]*$", max_length=64)]] = None
     """The name clients pick it by (`upscaler_1`, `hr_upscaler`): letters, digits, space, `.`, `_`, `+`, `-`, `()`;
     unique, and none of the resampling names (None, Lanczos, Nearest, Bicubic, Bilinear). Default: the repo's last part."""
+    revision: Optional[Revision] = None
+    """Pinned revision (branch, tag or commit) of the Hugging Face repo, fetched by the init container and loaded by the
+    server; not with a directory `repo`. Default: the repo's default branch at the time each pod starts."""
+
+    @model_validator(mode="after")
+    def _revision_needs_a_repo(self) -> "Upscaler":
+        _no_revision_for_a_directory(self.repo, self.revision)
+        return self
 
     @property
     def upscaler_name(self) -> str:
@@ -149,7 +187,7 @@ class HuggingFaceModel(ConfigModel):
     cache: Cache = Cache()
     """The model cache volume."""
     loras: list[Lora] = []
-    """LoRA adapters loaded onto the pipeline at start, each `{repo, name, weight}`."""
+    """LoRA adapters loaded onto the pipeline at start, each `{repo, name, weight, revision}`."""
 
     @model_validator(mode="after")
     def _unique_lora_names(self) -> "HuggingFaceModel":
@@ -210,8 +248,8 @@ class StableDiffusionSettings(ConfigModel):
     """More checkpoints the server can switch to (A1111 `sd_model_checkpoint`, OpenAI `model`), each `{model_hf_name, revision}`,
     loaded on first use."""
     upscalers: list[Upscaler] = []
-    """Learned upscalers offered by `/sdapi/v1/upscalers` besides the resampling ones, each `{repo, name}`; prefetched by
-    the init container like the models, loaded on first use."""
+    """Learned upscalers offered by `/sdapi/v1/upscalers` besides the resampling ones, each `{repo, name, revision}`;
+    prefetched by the init container like the models, loaded on first use."""
     max_loaded_models: Annotated[int, Field(ge=1, le=16)] = 1
     """Checkpoints kept in memory at once, the least recently used evicted (`SD_MAX_LOADED_MODELS`)."""
     max_batch_size: Annotated[int, Field(ge=1, le=64)] = 4

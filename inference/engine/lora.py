@@ -1,10 +1,11 @@
 """LoRA adapters: loaded once at start, activated per request by A1111's prompt syntax.
 
-`--lora REPO_OR_DIR[:NAME][:WEIGHT]` loads an adapter under NAME (default: the last path
-component) with a default WEIGHT (1.0). Adapters are inactive unless a prompt asks for
-one with `<lora:NAME:WEIGHT>`; the tag is removed from the text the encoder sees and the
-active set becomes part of the batch key, so requests with different adapters never share
-a pipeline call.
+`--lora REPO_OR_DIR[@REVISION][:NAME][:WEIGHT]` loads an adapter under NAME (default: the last
+path component) with a default WEIGHT (1.0); a Hub repo may be pinned to a REVISION (branch,
+tag or commit sha), which the init container's `download` and the server both fetch.
+Adapters are inactive unless a prompt asks for one with `<lora:NAME:WEIGHT>`; the tag is
+removed from the text the encoder sees and the active set becomes part of the batch key, so
+requests with different adapters never share a pipeline call.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from .hub import split_revision
 
 log = logging.getLogger(__name__)
 
@@ -32,16 +35,20 @@ class LoraSpec:
     source: str
     name: str
     weight: float = 1.0
+    revision: str | None = None  # a Hub repo's branch, tag or commit sha; None: its default branch
 
     @classmethod
     def parse(cls, text: str) -> "LoraSpec":
-        """`REPO_OR_DIR[:NAME][:WEIGHT]`; a repo id or path never contains a colon here."""
+        """`REPO_OR_DIR[@REVISION][:NAME][:WEIGHT]`; a repo id, path or git revision never contains a colon here."""
         parts = text.strip().split(":")
         if not parts[0]:
             raise LoraSpecError(f"--lora {text!r}: the adapter source is empty")
         if len(parts) > 3:
-            raise LoraSpecError(f"--lora {text!r}: expected REPO_OR_DIR[:NAME][:WEIGHT]")
-        source = parts[0]
+            raise LoraSpecError(f"--lora {text!r}: expected REPO_OR_DIR[@REVISION][:NAME][:WEIGHT]")
+        try:
+            source, revision = split_revision(parts[0])
+        except ValueError as error:
+            raise LoraSpecError(f"--lora {text!r}: {error}") from None
         name = Path(source.rstrip("/")).name
         if name.endswith(".safetensors"):
             name = name[: -len(".safetensors")]
@@ -55,7 +62,12 @@ class LoraSpec:
             raise LoraSpecError(f"--lora {text!r}: WEIGHT must be a number")
         if not re.fullmatch(r"[\w.\-]+", name):
             raise LoraSpecError(f"--lora {text!r}: adapter name {name!r} may only use letters, digits, '.', '-', '_'")
-        return cls(source=source, name=name, weight=weight)
+        return cls(source=source, name=name, weight=weight, revision=revision)
+
+    @property
+    def pinned_source(self) -> str:
+        """`REPO[@REVISION]`, as given (for logs and listings)."""
+        return f"{self.source}@{self.revision}" if self.revision else self.source
 
 
 def _is_number(text: str) -> bool:
@@ -113,17 +125,23 @@ def lora_weight_file(repo_files: list[str], repo: str) -> str:
 
 def fetch_adapter(spec: LoraSpec, cache_dir: Path) -> Path:
     """The adapter's weights on local disk: a local file or directory as is; for a Hub
-    repo its one weight file (`lora_weight_file`), fetched into the cache.
+    repo its one weight file (`lora_weight_file`) at the spec's revision, fetched into the cache.
 
     The init container's `download` and the server's `load_adapters` both call this, so
     the server loads exactly the prefetched file, with the Hub unreachable too.
     """
     source = Path(spec.source).expanduser()
     if source.exists():
+        if spec.revision:  # parse refuses this; a directory that appeared since would be read unpinned
+            raise LoraSpecError(
+                f"--lora {spec.pinned_source!r}: {spec.source!r} is a local path; only a Hub repo takes a revision"
+            )
         return source.resolve()
     from .hub import fetch_chosen_file
 
-    return fetch_chosen_file(spec.source, cache_dir, "LoRA", lambda files: lora_weight_file(files, spec.source))
+    return fetch_chosen_file(
+        spec.source, cache_dir, "LoRA", lambda files: lora_weight_file(files, spec.source), revision=spec.revision
+    )
 
 
 def load_adapters(pipeline: Any, specs: list[LoraSpec], cache_dir: Path) -> dict[str, LoraSpec]:
@@ -139,7 +157,7 @@ def load_adapters(pipeline: Any, specs: list[LoraSpec], cache_dir: Path) -> dict
             location = str(source)
         pipeline.load_lora_weights(location, **options)
         loaded[spec.name] = spec
-        log.info("loaded LoRA %s from %s", spec.name, spec.source)
+        log.info("loaded LoRA %s from %s", spec.name, spec.pinned_source)
     if loaded:
         pipeline.disable_lora()
     return loaded

@@ -1,8 +1,9 @@
 """Image upscalers, by A1111's names: resampling filters that need no weights, and learned
 ESRGAN-family networks loaded like any model.
 
-`--upscaler REPO_OR_DIR[:NAME]` (repeatable; env SD_UPSCALER) offers a network under NAME
-(default: the last path component). The source is a Hugging Face repo or a local folder
+`--upscaler REPO_OR_DIR[@REVISION][:NAME]` (repeatable; env SD_UPSCALER) offers a network under
+NAME (default: the last path component). The source is a Hugging Face repo (optionally pinned
+to a REVISION: a branch, tag or commit sha) or a local folder
 holding one `.safetensors` or `.pth` file of an RRDBNet in BasicSR's key layout
 (`conv_first`, `body.N.rdb1.conv1`, ... as Real-ESRGAN and most ESRGAN releases publish
 it); its width, depth and scale (x1, x2, x4) are read from the weights. `builtin:tiny-upscaler`
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image
+
+from .hub import looks_local, split_revision
 
 log = logging.getLogger(__name__)
 
@@ -53,26 +56,43 @@ class UnknownUpscalerError(ValueError):
 class UpscalerSpec:
     source: str
     name: str
+    revision: str | None = None  # a Hub repo's branch, tag or commit sha; None: its default branch
 
     @classmethod
     def parse(cls, text: str) -> UpscalerSpec:
-        """`REPO_OR_DIR[:NAME]` (`builtin:tiny-upscaler[:NAME]` for the builtin)."""
+        """`REPO_OR_DIR[@REVISION][:NAME]` (`builtin:tiny-upscaler[:NAME]` for the builtin); a repo id,
+        path or git revision never contains a colon here."""
         text = text.strip()
+        entry = text
         prefix = ""
         if text.startswith("builtin:"):
             prefix, text = "builtin:", text[len("builtin:") :]
         parts = text.split(":")
         if not parts[0]:
-            raise UpscalerSpecError(f"--upscaler {prefix + text!r}: the upscaler source is empty")
+            raise UpscalerSpecError(f"--upscaler {entry!r}: the upscaler source is empty")
         if len(parts) > 2:
-            raise UpscalerSpecError(f"--upscaler {prefix + text!r}: expected REPO_OR_DIR[:NAME]")
-        source = prefix + parts[0]
-        if source == "builtin:" + parts[0] and source != BUILTIN_UPSCALER:
+            raise UpscalerSpecError(f"--upscaler {entry!r}: expected REPO_OR_DIR[@REVISION][:NAME]")
+        if prefix:
+            if "@" in parts[0]:
+                raise UpscalerSpecError(f"--upscaler {entry!r}: {BUILTIN_UPSCALER} is built here and takes no revision")
+            location, revision = parts[0], None
+        else:
+            try:
+                location, revision = split_revision(parts[0])
+            except ValueError as error:
+                raise UpscalerSpecError(f"--upscaler {entry!r}: {error}") from None
+        source = prefix + location
+        if prefix and source != BUILTIN_UPSCALER:
             raise UpscalerSpecError(f"--upscaler {source!r}: the builtin upscaler is {BUILTIN_UPSCALER}")
-        name = (parts[1] if len(parts) == 2 else "") or Path(parts[0].rstrip("/")).name
+        name = (parts[1] if len(parts) == 2 else "") or Path(location.rstrip("/")).name
         if name in RESAMPLING or not re.fullmatch(r"[\w .+\-()]+", name):
-            raise UpscalerSpecError(f"--upscaler {prefix + text!r}: upscaler name {name!r} is reserved or has odd characters")
-        return cls(source=source, name=name)
+            raise UpscalerSpecError(f"--upscaler {entry!r}: upscaler name {name!r} is reserved or has odd characters")
+        return cls(source=source, name=name, revision=revision)
+
+    @property
+    def pinned_source(self) -> str:
+        """`REPO[@REVISION]`, as given (for logs and listings)."""
+        return f"{self.source}@{self.revision}" if self.revision else self.source
 
 
 # -- the network ------------------------------------------------------------------------
@@ -205,11 +225,14 @@ def weight_file(folder: Path) -> Path:
 
 def fetch_upscaler(spec: UpscalerSpec, cache_dir: Path) -> Path:
     """The local weight file of `spec`: a local file or folder's as is; for a Hub repo its
-    one weight file (`upscaler_weight_name`), fetched into the cache.
+    one weight file (`upscaler_weight_name`) at the spec's revision, fetched into the cache.
 
     The init container's `download` and the server's first use (`Upscalers.network`) both
     call this, so the server reads exactly the prefetched file, with the Hub unreachable too.
     """
+    if spec.revision and (spec.source == BUILTIN_UPSCALER or looks_local(spec.source)):
+        # parse refuses this; a directory that appeared since would be read unpinned
+        raise UpscalerSpecError(f"--upscaler {spec.pinned_source!r}: only a Hub repo takes a revision")
     if spec.source == BUILTIN_UPSCALER:
         return weight_file(ensure_builtin_upscaler(cache_dir))
     local = Path(spec.source).expanduser()
@@ -221,7 +244,9 @@ def fetch_upscaler(spec: UpscalerSpec, cache_dir: Path) -> Path:
         raise UpscalerSpecError(f"--upscaler {spec.source!r}: no such file or directory")
     from .hub import fetch_chosen_file
 
-    return fetch_chosen_file(spec.source, cache_dir, "upscaler", lambda files: upscaler_weight_name(files, spec.source))
+    return fetch_chosen_file(
+        spec.source, cache_dir, "upscaler", lambda files: upscaler_weight_name(files, spec.source), revision=spec.revision
+    )
 
 
 def load_network(path: Path):

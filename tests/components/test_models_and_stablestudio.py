@@ -243,3 +243,45 @@ def test_bad_upscalers_are_refused_naming_the_path(upscalers, message):
     with pytest.raises(AppConfigError) as error:
         parse_app_config(with_sd(app(), upscalers=upscalers))
     assert f"stable-diffusion:app.stable_diffusion.{message}" in str(error.value)
+
+
+# --- pinned LoRA and upscaler revisions ----------------------------------------------------
+
+
+def test_pinned_lora_and_upscaler_revisions_reach_both_containers():
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    config = with_sd(
+        with_model(app(), loras=[{"repo": "acme/ink-lora", "name": "ink", "weight": 0.5, "revision": "refs/pr/1"},
+                                 {"repo": "acme/pixel-lora"}]),
+        upscalers=[{"repo": "acme/esrgan-x4", "name": "ESRGAN x4", "revision": sha}, {"repo": "acme/esrgan-x2"}],
+    )
+    result = run(config)
+    for name in ("inference", "model-download"):  # the init container fetches exactly what the server loads
+        e = env(container(result, name))
+        assert e["SD_LORA"] == "acme/ink-lora@refs/pr/1:ink:0.5,acme/pixel-lora:pixel-lora:1", name
+        assert e["SD_UPSCALER"] == f"acme/esrgan-x4@{sha}:ESRGAN x4,acme/esrgan-x2:esrgan-x2", name
+
+
+@pytest.mark.parametrize("revision", ["a..b", "-x", "v1.lock", "refs//pr", "/main", "main/", ".hidden", "v1.", "a b", "v:1"])
+def test_bad_revisions_are_refused_naming_the_path_and_value(revision):
+    # What git refuses in a ref name (the server refuses it too, so the contract holds); the
+    # model's revisions share the rule.
+    sd = "stable-diffusion:app.stable_diffusion"
+    for config, path in (
+        (with_model(app(), loras=[{"repo": "a/b", "revision": revision}]), f"{LORA}[0].revision"),
+        (with_sd(app(), upscalers=[{"repo": "a/b", "revision": revision}]), f"{sd}.upscalers[0].revision"),
+        (with_model(app(), revision=revision), f"{sd}.hugging_face_model.revision"),
+        (with_sd(app(), extra_models=[{"model_hf_name": "a/b", "revision": revision}]), f"{sd}.extra_models[0].revision"),
+    ):
+        with pytest.raises(AppConfigError) as error:
+            parse_app_config(config)
+        assert f"{path}: '{revision}' is not" in str(error.value), error.value
+
+
+def test_a_revision_with_a_directory_in_the_pod_is_refused_naming_the_path():
+    with pytest.raises(AppConfigError) as error:
+        parse_app_config(with_model(app(), loras=[{"repo": "/models/loras/ink", "revision": "v1"}]))
+    assert f"{LORA}[0].revision" in str(error.value) and "'/models/loras/ink' is a directory" in str(error.value)
+    with pytest.raises(AppConfigError) as error:
+        parse_app_config(with_sd(app(), upscalers=[{"repo": "/models/esrgan", "revision": "v1"}]))
+    assert "upscalers[0].revision" in str(error.value) and "'/models/esrgan' is a directory" in str(error.value)

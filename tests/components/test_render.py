@@ -68,12 +68,13 @@ def _matrix() -> dict[str, dict]:
                         stablestudio={"enabled": True,
                                       "image": {"repository": "ghcr.io/acme/stablestudio", "tag": "2024.1"}}),
             revision="main",
-            loras=[{"repo": "latent-consistency/lcm-lora-sdv1-5", "name": "lcm", "weight": 0.8},
+            loras=[{"repo": "latent-consistency/lcm-lora-sdv1-5", "name": "lcm", "weight": 0.8, "revision": "refs/pr/1"},
                    {"repo": "/models/loras/pixel-art", "weight": -0.5}]),
         extra_models=[{"model_hf_name": "stabilityai/sdxl-turbo", "revision": "71153311"},
                       {"model_hf_name": "runwayml/stable-diffusion-v1-5"}],
         max_loaded_models=2, cors_origins=["https://app.example.com"],
-        upscalers=[{"repo": "acme/esrgan-x4", "name": "ESRGAN x4"}],
+        upscalers=[{"repo": "acme/esrgan-x4", "name": "ESRGAN x4", "revision": "0123456789abcdef0123456789abcdef01234567"},
+                   {"repo": "acme/esrgan-x2", "name": "ESRGAN x2"}],
     )
     # The covering set: with the configs above, each node-pool mode meets each ingress
     # class, auth, TLS kind, autoscaling kind, StableStudio and LoRAs at least once

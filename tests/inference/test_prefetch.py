@@ -6,6 +6,8 @@ duplicates. `download` runs against it as the init container would; then the ser
 loading path runs with the Hub unreachable (HF_HUB_OFFLINE=1). The fp16 files hold the
 negated weights, so the loaded weights say which file each module was read from. The same
 holds for a learned upscaler's repo, whose files other than the loaded one are negated.
+A LoRA and an upscaler repo also have a pinned revision holding other weights (a LoRA of
+another seed, the negated network), so what was loaded says which revision it came from.
 """
 
 from __future__ import annotations
@@ -45,6 +47,11 @@ LORA_REPO = "acme/tiny-lora"
 UPSCALER_REPO = "acme/tiny-esrgan"
 UPSCALER_FILE = "tiny-esrgan-x4.safetensors"  # the one file of UPSCALER_REPO a load reads
 UPSCALER_OTHERS = ("tiny-esrgan-x4.pth", "experiments/tiny-esrgan-x4-v0.safetensors")
+# Revisions other than `main`, each holding other weights: a pull request's ref (a name with
+# '/', quoted whole in the Hub's URLs) and a commit sha.
+LORA_PINNED = "refs/pr/1"
+UPSCALER_PINNED = "0123456789abcdef0123456789abcdef01234567"
+LORA_FILE = "pytorch_lora_weights.safetensors"
 
 
 def _upscaler_repo(cache_dir: Path, target: Path) -> Path:
@@ -82,9 +89,23 @@ def repos(cache_dir, tmp_path_factory) -> dict[str, Path]:
     return {**{f"acme/tiny-{name}": folder for name, folder in built.items()}, LORA_REPO: lora, UPSCALER_REPO: upscaler}
 
 
+@pytest.fixture(scope="module")
+def pinned(cache_dir, tmp_path_factory) -> dict[str, Path]:
+    """The pinned revisions' folders: LORA_REPO at LORA_PINNED, UPSCALER_REPO at UPSCALER_PINNED."""
+    from safetensors.torch import load_file, save_file
+
+    builtin = ensure_builtin("builtin:tiny", cache_dir)
+    lora = make_tiny_lora(builtin, tmp_path_factory.mktemp("hub-lora-pr") / "tiny-lora", seed=2)
+    upscaler = tmp_path_factory.mktemp("hub-upscaler-pinned") / "tiny-esrgan"
+    _upscaler_repo(cache_dir, upscaler)  # the release's layout, then its loaded file negated
+    save_file({key: -value for key, value in load_file(str(upscaler / UPSCALER_FILE)).items()}, str(upscaler / UPSCALER_FILE))
+    return {LORA_REPO: lora, UPSCALER_REPO: upscaler}
+
+
 @pytest.fixture
-def hub(repos):
-    with FakeHub(repos, COMMIT) as running:
+def hub(repos, pinned):
+    revisions = {LORA_REPO: {LORA_PINNED: pinned[LORA_REPO]}, UPSCALER_REPO: {UPSCALER_PINNED: pinned[UPSCALER_REPO]}}
+    with FakeHub(repos, COMMIT, revisions) as running:
         yield running
 
 
@@ -199,3 +220,58 @@ def test_learned_upscalers_are_prefetched_and_their_first_use_reads_them_offline
     assert set(loaded) == {"ESRGAN tiny", "tiny-upscaler"}
     assert same_weights(loaded["ESRGAN tiny"], file_sums(repos[UPSCALER_REPO] / UPSCALER_FILE))
     assert not same_weights(loaded["ESRGAN tiny"], file_sums(repos[UPSCALER_REPO] / UPSCALER_OTHERS[1]))
+
+
+def _weights_total(path: Path) -> float:
+    return sum(file_sums(path).values())
+
+
+def test_pinned_lora_and_upscaler_revisions_are_prefetched_and_loaded_offline(hub, repos, pinned, tmp_path):
+    cache = tmp_path / "cache"
+    # As the Deployment renders them: each repo once unpinned (its main branch) and once pinned.
+    loras = f"{LORA_REPO}:ink:1,{LORA_REPO}@{LORA_PINNED}:ink-pr:1"
+    upscalers = f"{UPSCALER_REPO}:ESRGAN main,{UPSCALER_REPO}@{UPSCALER_PINNED}:ESRGAN pinned"
+    out = _download(hub, cache, ["builtin:tiny"], SD_LORA=loras, SD_UPSCALER=upscalers)
+    # The Hub was asked for each revision: its file listing and its one weight file.
+    assert hub.downloaded_at(LORA_REPO) == {("main", LORA_FILE), (LORA_PINNED, LORA_FILE)}
+    assert hub.downloaded_at(UPSCALER_REPO) == {("main", UPSCALER_FILE), (UPSCALER_PINNED, UPSCALER_FILE)}
+    for repo, revision in ((LORA_REPO, LORA_PINNED), (UPSCALER_REPO, UPSCALER_PINNED)):
+        assert any(request.startswith(f"GET /api/models/{repo}/tree/{revision}") for request in hub.requests), repo
+        assert f"{repo}@{revision} is in {cache}" in out
+    lora_cache = cache / f"models--{LORA_REPO.replace('/', '--')}"
+    assert (lora_cache / "refs" / LORA_PINNED).read_text() == FakeHub.commit_of(LORA_REPO, LORA_PINNED)
+    upscaler_cache = cache / f"models--{UPSCALER_REPO.replace('/', '--')}"
+    assert (upscaler_cache / "snapshots" / UPSCALER_PINNED / UPSCALER_FILE).is_file()
+    # The server's loading path, Hub unreachable: each adapter and network holds its revision's weights.
+    loaded = _serve_load(hub, cache, ["builtin:tiny"], SD_LORA=loras, SD_UPSCALER=upscalers)
+    main_lora, pinned_lora = _weights_total(repos[LORA_REPO] / LORA_FILE), _weights_total(pinned[LORA_REPO] / LORA_FILE)
+    assert abs(main_lora - pinned_lora) > 1.0  # the two revisions' adapters differ
+    assert loaded["loras"]["ink-pr"] == pytest.approx(pinned_lora, rel=1e-6)
+    assert loaded["loras"]["ink"] == pytest.approx(main_lora, rel=1e-6)
+    assert same_weights(loaded["upscalers"]["ESRGAN pinned"], file_sums(pinned[UPSCALER_REPO] / UPSCALER_FILE))
+    assert same_weights(loaded["upscalers"]["ESRGAN main"], file_sums(repos[UPSCALER_REPO] / UPSCALER_FILE))
+    assert not same_weights(loaded["upscalers"]["ESRGAN pinned"], loaded["upscalers"]["ESRGAN main"])
+    # The real server, Hub unreachable, starts with both adapters and applies each: they differ.
+    asked_before = len(hub.requests)
+    with ServerProcess("--model", "builtin:tiny", cache_dir=cache, log_path=tmp_path / "serve.log",
+                       env={"HF_ENDPOINT": hub.url, "SD_LORA": loras, "SD_UPSCALER": upscalers}) as server:
+        images = []
+        for prompt in ("a boat <lora:ink:1>", "a boat <lora:ink-pr:1>"):
+            response = httpx.post(f"{server.url}/v1/txt2img", timeout=120,
+                                  json={"prompt": prompt, "seed": 3, "width": 64, "height": 64, "steps": 2})
+            assert response.status_code == 200, response.text
+            images.append(response.json()["images"])
+        assert images[0] != images[1]
+        assert f"loaded LoRA ink-pr from {LORA_REPO}@{LORA_PINNED}" in server.log()
+    assert hub.requests[asked_before:] == []
+
+
+def test_a_pinned_revision_the_hub_lacks_fails_the_download_naming_it(hub, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "inference", "download", "--model", "builtin:tiny", "--cache-dir", str(tmp_path),
+         "--lora", f"{LORA_REPO}@v9:ink"],
+        cwd=REPO, capture_output=True, text=True, timeout=300, env=_env(hub),
+    )
+    assert result.returncode == 1
+    assert f"could not download '{LORA_REPO}@v9'" in result.stderr and "RevisionNotFound" in result.stderr
+    assert hub.downloaded_at(LORA_REPO) == set()
