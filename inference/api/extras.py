@@ -56,7 +56,7 @@ async def upscalers(runtime: RuntimeDep) -> list[dict[str, Any]]:
     ]
     for name, spec in runtime.upscalers.specs.items():
         listed.append(
-            {"name": name, "model_name": "ESRGAN", "model_path": spec.source, "model_url": None,
+            {"name": name, "model_name": "ESRGAN", "model_path": spec.pinned_source, "model_url": None,
              "scale": runtime.upscalers.scale_of(name) or 4}
         )
     return listed

@@ -50,7 +50,7 @@ async def sd_models(runtime: RuntimeDep) -> list[dict[str, Any]]:
 @router.get("/loras", summary="LoRA adapters loaded at start (--lora); use them with <lora:NAME:WEIGHT>")
 async def loras(runtime: RuntimeDep) -> list[dict[str, Any]]:
     return [
-        {"name": spec.name, "alias": spec.name, "path": spec.source, "metadata": {"default_weight": spec.weight}}
+        {"name": spec.name, "alias": spec.name, "path": spec.pinned_source, "metadata": {"default_weight": spec.weight}}
         for spec in runtime.lora_specs()
     ]
 
