@@ -19,7 +19,8 @@ every row, so a run cut short keeps what it measured):
    "pipeline alone" that HTTP is compared with, and the it/s target. Then one note: the
    first call with DPM++ 2M (int64 timesteps) after Euler a, which must not recompile.
 4. `sd15-nobatch`: the server again with `--max-batch-size 1`, 8 clients: the batching
-   gain through HTTP.
+   gain through HTTP. Then `sd15-eager-start`: spawn to ready with `--compile off` (the
+   cold-start target without compilation, < 10 s).
 5. `sdxl-eager`, 6. `sdxl-server` (the `auto` preset applied to the built pipeline).
 7. `sd15-sweep`: compile candidates at SD 1.5 batch 1 on the server path's pipeline
    (QKV fused, channels_last): inductor without CUDA graphs; reduce-overhead without
@@ -53,11 +54,11 @@ from pathlib import Path
 
 from . import gpu_configs
 from .gpu_harness import EAGER, ESTIMATES, PLAIN_FP32, SERVER, Bench
-from .gpu_server import http_stage, nobatch_stage
+from .gpu_server import eager_start_stage, http_stage, nobatch_stage
 from .gpu_sweep import sweep
 
 # The stages that use the built-and-saved SD 1.5 (the fp32 baseline builds its own).
-SD15_PIPELINE_STAGES = ("sd15-eager", "sd15-http", "sd15-server", "sd15-nobatch", "sd15-sweep")
+SD15_PIPELINE_STAGES = ("sd15-eager", "sd15-http", "sd15-server", "sd15-nobatch", "sd15-eager-start", "sd15-sweep")
 
 
 def run(bench: Bench) -> None:
@@ -91,6 +92,8 @@ def run(bench: Bench) -> None:
                 bench.attempt("another sampler on the compiled path", sampler_switch, bench, model, sd15)
         if saved and bench.fits("sd15-nobatch"):
             bench.attempt("HTTP without batching", nobatch_stage, bench, folder, sd15, inductor_dir)
+        if saved and bench.fits("sd15-eager-start"):
+            bench.attempt("cold start without compilation", eager_start_stage, bench, folder, sd15)
         bench.attempt(f"{sdxl['name']} stages", sdxl_stages, bench, sdxl)
         if model is not None and (not smoke or bench.args.smoke_compile):
             bench.attempt("the compile sweep", sweep, bench, model, sd15)

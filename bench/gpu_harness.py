@@ -29,6 +29,7 @@ ESTIMATES = {
     "sd15-http": 290,  # 4 warm-up shapes (buckets 1, 2, 4 with CFG, 1 without) compiled, then a warm restart
     "sd15-server": 60,
     "sd15-nobatch": 60,
+    "sd15-eager-start": 25,
     "sdxl-eager": 40,
     "sdxl-server": 130,
     "sd15-sweep": 60,  # per cheap candidate; max-autotune ones: SWEEP_AUTOTUNE_ESTIMATE

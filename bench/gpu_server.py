@@ -49,6 +49,23 @@ def http_stage(bench: Bench, folder: Path, arch: dict, inductor_dir: Path) -> No
         bench.save()
 
 
+def eager_start_stage(bench: Bench, folder: Path, arch: dict) -> None:
+    """Spawn to ready with `--compile off` (nothing to compile or warm): the cold-start
+    target for a GPU without compilation, SD 1.5 fp16 from the local cache < 10 s."""
+    from .common import timed_server
+
+    flags = server_flags(bench, folder, 4)
+    flags[flags.index("--compile") + 1] = "off"
+    with timed_server(*flags, cache_dir=bench.work / "models", timeout=bench.server_timeout(),
+                      log_path=bench.server_log("eager-start")) as (url, seconds):
+        bench.cold_starts.append({"model": arch["name"], "cache": "none (--compile off)",
+                                  "seconds_to_ready": round(seconds, 1),
+                                  "startup_metric_s": _metric(url, "sd_startup_seconds"),
+                                  "import_s": _metric(url, "sd_startup_import_seconds"), "max_batch_size": 4})
+        bench.note(f"server with --compile off ready in {seconds:.1f}s")
+    bench.save()
+
+
 def nobatch_stage(bench: Bench, folder: Path, arch: dict, inductor_dir: Path) -> None:
     from .common import timed_server
     from .throughput import http_round, mean_batch
