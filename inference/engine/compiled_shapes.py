@@ -2,10 +2,10 @@
 
 torch.compile specialises each compiled graph to its inputs' shapes and dtypes
 (`dynamic=False`), and on CUDA records a CUDA graph per shape. Left to itself, that goes
-wrong in three ways once a server is ready:
+wrong in these ways once a server is ready:
 
-- **The sampler changes the UNet's inputs.** Euler, LMS, Heun and DPM2 pass float32
-  timesteps; DDIM, PNDM, UniPC and the DPM++ family pass int64 ones. Each dtype is a
+- **The sampler changes the UNet's inputs.** Euler, Euler a, LMS, Heun, DPM2 and DPM2 a
+  pass float32 timesteps; the DPM++ family, DDIM, PNDM, UniPC, DEIS and LCM int64 ones. Each dtype is a
   graph of its own: a replica warmed with one sampler compiled again at the first request
   with the other, after it said it was ready. The UNet uses its timestep only through its
   sinusoidal embedding, which converts it to float32 first (`get_timestep_embedding`), so
