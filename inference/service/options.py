@@ -11,18 +11,12 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import InvalidInput, ModelNotFound
 from ..serving.batcher import Batcher, Progress
+from .peers import SWITCH_STAMP_OPTION, SwitchStamp
 from .runtime import Runtime
-
-if TYPE_CHECKING:
-    from .replica_checkpoint import SwitchStamp
-
-# Where a replica's local-only GET options answer carries its checkpoint's switch stamp
-# (service/replica_checkpoint.py). Defined here: this module cannot import that one.
-SWITCH_STAMP_OPTION = "x_sd_switch_stamp"
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ header, the client's `Authorization`), all at once and within the same timeout i
 and answers with the newest across them. History names end in the owner tag, so they
 are unique across replicas.
 
-The current checkpoint is switched on every replica over the same `fetch`
-(service/replica_checkpoint.py).
+The current checkpoint is switched on every replica over the same `fetch`, each switch
+with its `SwitchStamp` (service/replica_checkpoint.py).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ import re
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from .history import GenerationHistory, HistoryEntry, ImageUrlStore
@@ -64,12 +65,34 @@ PEER_TOKEN_HEADER = "x-sd-peer-token"
 # When a forwarded checkpoint switch entered the system (service/replica_checkpoint.py);
 # believed only with the peer token (or, without one, when not far in the future).
 SWITCH_STAMP_HEADER = "x-sd-switch-stamp"
+# Where a replica's local-only GET options answer carries its checkpoint's stamp.
+SWITCH_STAMP_OPTION = "x_sd_switch_stamp"
 FETCH_TIMEOUT_SECONDS = 3.0
 # How long one resolution of the peers' name is used (new replicas appear in the
 # headless Service's DNS within this, long before they are ready for traffic).
 RESOLVE_CACHE_SECONDS = 5.0
+# A SwitchStamp as sent: nanoseconds, a dash, 16 hex digits.
+_STAMP = re.compile(r"([0-9]{1,30})-([0-9a-f]{16})")
 # The owner part of an id: 4 (IPv4) or 16 (IPv6) bytes, unpadded URL-safe base64.
 _ID = re.compile(r"^[A-Za-z0-9_-]{16,64}\.([A-Za-z0-9_-]{6}|[A-Za-z0-9_-]{22})$")
+
+
+@dataclass(frozen=True, order=True)
+class SwitchStamp:
+    """When a checkpoint switch entered the system; a newer one wins on every replica
+    (service/replica_checkpoint.py)."""
+
+    nanoseconds: int  # the wall clock (time.time_ns()) of the replica the client asked
+    tiebreak: str  # random, one per switch, carried with it: the same on every replica
+
+    def __str__(self) -> str:
+        return f"{self.nanoseconds}-{self.tiebreak}"
+
+    @classmethod
+    def parse(cls, text: object) -> SwitchStamp | None:
+        """The stamp `str()` wrote; None for anything else."""
+        match = _STAMP.fullmatch(text) if isinstance(text, str) else None
+        return cls(int(match[1]), match[2]) if match else None
 
 
 def encode_owner(address: str) -> str:

@@ -61,17 +61,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import secrets
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InvalidInput
-from .options import MAX_STORED_OPTIONS_BYTES, SWITCH_STAMP_OPTION, A1111State
-from .peers import SWITCH_STAMP_HEADER, Peers
+from .options import MAX_STORED_OPTIONS_BYTES, A1111State
+from .peers import SWITCH_STAMP_HEADER, SWITCH_STAMP_OPTION, Peers, SwitchStamp
 
 log = logging.getLogger(__name__)
 
@@ -81,24 +79,6 @@ _OPTIONS_ANSWER_BYTES = 2 * MAX_STORED_OPTIONS_BYTES + 64 * 1024
 # Without a peer token, how far ahead of this replica's clock a forwarded stamp may be:
 # far above NTP skew, and as long as a stamp a client plants can hold the checkpoint.
 MAX_STAMP_AHEAD_SECONDS = 10
-_STAMP = re.compile(r"([0-9]{1,30})-([0-9a-f]{16})")
-
-
-@dataclass(frozen=True, order=True)
-class SwitchStamp:
-    """When a checkpoint switch entered the system; a newer one wins on every replica."""
-
-    nanoseconds: int  # the wall clock (time.time_ns()) of the replica the client asked
-    tiebreak: str  # random, one per switch, carried with it: the same on every replica
-
-    def __str__(self) -> str:
-        return f"{self.nanoseconds}-{self.tiebreak}"
-
-    @classmethod
-    def parse(cls, text: object) -> SwitchStamp | None:
-        """The stamp `str()` wrote; None for anything else."""
-        match = _STAMP.fullmatch(text) if isinstance(text, str) else None
-        return cls(int(match[1]), match[2]) if match else None
 
 
 def majority_checkpoint(reported: Iterable[str], default: str, offered: Iterable[str]) -> str:

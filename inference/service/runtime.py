@@ -10,7 +10,7 @@ import asyncio
 import functools
 import logging
 import time
-from typing import TYPE_CHECKING, Awaitable, Callable
+from typing import Awaitable, Callable
 
 from ..config import ServerSettings
 from ..engine.compile_cache import CompileCache, activate_compile_cache, cache_key, platform_fingerprint
@@ -29,9 +29,7 @@ from ..metrics import Metrics
 from ..serving.batcher import Batcher, JobResult
 from ..serving.process_clock import process_started_monotonic
 from .admission import Admission
-
-if TYPE_CHECKING:
-    from .replica_checkpoint import SwitchStamp
+from .peers import SwitchStamp
 
 log = logging.getLogger(__name__)
 

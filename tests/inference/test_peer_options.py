@@ -19,8 +19,8 @@ from inference.config import ServerSettings
 from inference.errors import InvalidInput
 from inference.infotext import parse_infotext
 from inference.service.options import A1111State
-from inference.service.peers import LOCAL_ONLY_HEADER, PEER_TOKEN_HEADER, SWITCH_STAMP_HEADER, Peers
-from inference.service.replica_checkpoint import ReplicaCheckpoint, SwitchStamp, majority_checkpoint
+from inference.service.peers import LOCAL_ONLY_HEADER, PEER_TOKEN_HEADER, SWITCH_STAMP_HEADER, Peers, SwitchStamp
+from inference.service.replica_checkpoint import ReplicaCheckpoint, majority_checkpoint
 from inference.service.runtime import Runtime
 
 from .conftest import decode_png, info_of
