@@ -8,8 +8,9 @@ replica. So, with peers (service/peers.py):
 - a switch is applied here first (its validation errors as before, nothing forwarded
   then), then sent to every other replica at once as `{"sd_model_checkpoint": <its
   name>}` with `LOCAL_ONLY_HEADER` (so it goes no further), the client's
-  `Authorization`, its stamp and the replicas' shared token (below); the answer waits until they all answered or
-  `--peer-switch-timeout-seconds` passed, as A1111 answers once the checkpoint is loaded.
+  `Authorization`, its stamp and the replicas' shared token (below); the answer waits
+  until they all answered or `--peer-switch-timeout-seconds` passed, as A1111 answers
+  once the checkpoint is loaded.
   Each replica answers once it has loaded and warmed the checkpoint (Runtime.select_model),
   which on a GPU with an empty compile cache can outlast the timeout. A peer that fails or
   is slow is logged and the client still gets A1111's answer; a slow peer is not stopped
@@ -39,7 +40,8 @@ switches that reached it before are done, is answered (`null`, as A1111) but not
 (logged at info: superseded by a newer switch). Every replica compares the same stamps,
 so every one ends on the same checkpoint. A stamp is also never older than one this
 replica has seen (it takes the newest seen plus a nanosecond if the clock is behind), so
-a switch made after another one was answered wins however the clocks differ.
+a switch made after another one was answered wins however the clocks differ (unless the
+replica it enters through missed the first one: a forward that failed or timed out).
 
 Clock skew between pods is normally milliseconds (NTP): of two switches entering at
 nearly the same moment through different replicas, the older one can win by up to the
@@ -53,7 +55,9 @@ one) is ignored and the switch is stamped here, as if it entered here. Otherwise
 could send a stamp far in the future and pin the checkpoint: every later switch would be
 older. Without a peer token (auth off: every client may switch every replica anyway) a
 stamp is believed unless it is more than `MAX_STAMP_AHEAD_SECONDS` ahead of this
-replica's clock, so a planted one holds no longer than that.
+replica's clock, so a planted one holds no longer than that (and a pod whose clock runs
+further ahead has its switches stamped again where they arrive, which can leave replicas
+on different checkpoints, as before stamps).
 """
 
 from __future__ import annotations
