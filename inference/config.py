@@ -164,7 +164,8 @@ class ServerSettings(ModelSettings):
         None,
         description="file holding a token every replica shares (the component generates one); with --auth-file "
         "and --peers, a starting replica reads the other replicas' current checkpoint with it. It opens GET "
-        "/sdapi/v1/options with x-sd-local-only: 1 and nothing else",
+        "/sdapi/v1/options with x-sd-local-only: 1 and nothing else; a checkpoint switch forwarded to the other "
+        "replicas carries it to vouch for the switch's stamp",
     )
     max_connections: int = Field(
         1024,

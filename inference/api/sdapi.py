@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..imaging import decode_image, read_parameters
 from ..infotext import parse_infotext
-from ..service.peers import LOCAL_ONLY_HEADER
+from ..service.peers import LOCAL_ONLY_HEADER, PEER_TOKEN_HEADER, SWITCH_STAMP_HEADER
 from ..service.replica_progress import ProgressResponse
 from ..service.schemas import GenerationResponse, Img2ImgRequest, Txt2ImgRequest
 from .dependencies import A1111StateDep, CheckpointDep, DisconnectCheckDep, GenerationServiceDep, ProgressDep
@@ -104,8 +104,9 @@ async def skip(request: Request, control: ProgressDep) -> None:
 
 
 @router.get("/options", summary="Server options; sd_model_checkpoint is the current checkpoint")
-async def get_options(state: A1111StateDep) -> dict[str, Any]:
-    return state.options()
+async def get_options(request: Request, checkpoint: CheckpointDep) -> dict[str, Any]:
+    # A replica's local-only read also gets the checkpoint's switch stamp (service/replica_checkpoint.py).
+    return checkpoint.options(local_only=LOCAL_ONLY_HEADER in request.headers)
 
 
 @router.post(
@@ -116,9 +117,11 @@ async def get_options(state: A1111StateDep) -> dict[str, Any]:
     "(unless sent with x-sd-local-only). Other options are stored and echoed by GET, not acted on.",
 )
 async def set_options(request: Request, checkpoint: CheckpointDep, body: dict[str, Any] = Body(...)) -> None:
-    # The other replicas are told with the client's credentials (service/replica_checkpoint.py).
+    # The other replicas are told with the client's credentials; a forwarded switch's
+    # stamp counts only with the replicas' token (service/replica_checkpoint.py).
     await checkpoint.set_options(
-        body, authorization=request.headers.get("authorization"), local_only=LOCAL_ONLY_HEADER in request.headers
+        body, authorization=request.headers.get("authorization"), local_only=LOCAL_ONLY_HEADER in request.headers,
+        stamp=request.headers.get(SWITCH_STAMP_HEADER), peer_token=request.headers.get(PEER_TOKEN_HEADER),
     )
     return None
 

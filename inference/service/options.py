@@ -15,12 +15,14 @@ from typing import Any
 
 from ..errors import InvalidInput, ModelNotFound
 from ..serving.batcher import Batcher, Progress
+from .peers import SWITCH_STAMP_OPTION, SwitchStamp
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-# Reported as they are whatever a client stores under these names.
-_DERIVED_OPTIONS = ("sd_model_checkpoint", "sd_checkpoint_hash")
+# Reported as they are whatever a client stores under these names (the last one only to
+# replicas: service/replica_checkpoint.py; never stored, so a client cannot plant one).
+_DERIVED_OPTIONS = ("sd_model_checkpoint", "sd_checkpoint_hash", SWITCH_STAMP_OPTION)
 
 # Stored options are kept for the life of the process and echoed by every GET, so one
 # client must not grow them without bound. A1111 itself has about 450 options: a client
@@ -90,12 +92,13 @@ class A1111State:
         self.runtime.require_started()
         return current_options(self.runtime.current_model, self.stored_options, self.runtime.settings.max_loaded_models)
 
-    async def set_options(self, options: dict[str, Any]) -> str | None:
+    async def set_options(self, options: dict[str, Any], stamp: SwitchStamp | None = None) -> str | None:
         """`sd_model_checkpoint` selects the current checkpoint, answering once it is
         loaded and warmed up (Runtime.select_model; a failure is a 500 naming it, and
         nothing changes); the other options are stored, to be echoed back. Options past
         the bounds are refused (422 naming the first one) before anything changes.
-        Returns the selected checkpoint's name (None when none was asked for)."""
+        Returns the selected checkpoint's name (None when none was asked for, or when
+        `stamp` is older than the current checkpoint's: service/replica_checkpoint.py)."""
         problem = next(self._refusals(options), None)
         if problem is not None:
             name, reason = problem
@@ -105,7 +108,8 @@ class A1111State:
         selected = None
         if wanted is not None:
             try:
-                selected = (await self.runtime.select_model(str(wanted))).name
+                model = await self.runtime.select_model(str(wanted), stamp)
+                selected = model.name if model is not None else None
             except ModelNotFound as error:
                 raise InvalidInput("sd_model_checkpoint", str(error), wanted) from None
         self.store(options)

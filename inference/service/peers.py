@@ -23,8 +23,8 @@ header, the client's `Authorization`), all at once and within the same timeout i
 and answers with the newest across them. History names end in the owner tag, so they
 are unique across replicas.
 
-The current checkpoint is switched on every replica over the same `fetch`
-(service/replica_checkpoint.py).
+The current checkpoint is switched on every replica over the same `fetch`, each switch
+with its `SwitchStamp` (service/replica_checkpoint.py).
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
+import hmac
 import ipaddress
 import json
 import logging
@@ -40,6 +42,7 @@ import re
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from .history import GenerationHistory, HistoryEntry, ImageUrlStore
@@ -55,14 +58,41 @@ PeerResolver = Callable[[str], Awaitable[list[str]]]
 LOCAL_ONLY_HEADER = "x-sd-local-only"
 # Carries the token every replica shares (`--peer-token-file`): with LOCAL_ONLY_HEADER, it
 # opens a peer's GET /sdapi/v1/options (api/auth.py), which a starting replica reads
-# without any client's credentials (service/replica_checkpoint.py). Nothing else.
+# without any client's credentials (service/replica_checkpoint.py). Nothing else: on a
+# forwarded switch (which needs the client's credentials as before) it only vouches for
+# the switch's stamp.
 PEER_TOKEN_HEADER = "x-sd-peer-token"
+# When a forwarded checkpoint switch entered the system (service/replica_checkpoint.py);
+# believed only with the peer token (or, without one, when not far in the future).
+SWITCH_STAMP_HEADER = "x-sd-switch-stamp"
+# Where a replica's local-only GET options answer carries its checkpoint's stamp.
+SWITCH_STAMP_OPTION = "x_sd_switch_stamp"
 FETCH_TIMEOUT_SECONDS = 3.0
 # How long one resolution of the peers' name is used (new replicas appear in the
 # headless Service's DNS within this, long before they are ready for traffic).
 RESOLVE_CACHE_SECONDS = 5.0
+# A SwitchStamp as sent: nanoseconds, a dash, 16 hex digits.
+_STAMP = re.compile(r"([0-9]{1,30})-([0-9a-f]{16})")
 # The owner part of an id: 4 (IPv4) or 16 (IPv6) bytes, unpadded URL-safe base64.
 _ID = re.compile(r"^[A-Za-z0-9_-]{16,64}\.([A-Za-z0-9_-]{6}|[A-Za-z0-9_-]{22})$")
+
+
+@dataclass(frozen=True, order=True)
+class SwitchStamp:
+    """When a checkpoint switch entered the system; a newer one wins on every replica
+    (service/replica_checkpoint.py)."""
+
+    nanoseconds: int  # the wall clock (time.time_ns()) of the replica the client asked
+    tiebreak: str  # random, one per switch, carried with it: the same on every replica
+
+    def __str__(self) -> str:
+        return f"{self.nanoseconds}-{self.tiebreak}"
+
+    @classmethod
+    def parse(cls, text: object) -> SwitchStamp | None:
+        """The stamp `str()` wrote; None for anything else."""
+        match = _STAMP.fullmatch(text) if isinstance(text, str) else None
+        return cls(int(match[1]), match[2]) if match else None
 
 
 def encode_owner(address: str) -> str:
@@ -129,6 +159,14 @@ class Peers:
         self._members: frozenset[IPAddress] = frozenset()
         self._members_until = float("-inf")
         self._resolving: asyncio.Lock | None = None
+
+    def token_matches(self, sent: str | None) -> bool:
+        """Whether `sent` is the replicas' shared token (False when there is none), compared
+        in constant time."""
+        if self.token is None or sent is None:
+            return False
+        return hmac.compare_digest(hashlib.sha256(sent.encode("utf-8")).digest(),
+                                   hashlib.sha256(self.token.encode("utf-8")).digest())
 
     @property
     def owner_tag(self) -> str:
@@ -206,12 +244,14 @@ class Peers:
         what: str = "answer",
         timeout_seconds: float | None = None,
         with_token: bool = False,
+        headers: dict[str, str] | None = None,
     ) -> bytes | None:
         """The body of `method path` on `peer` (an address `members()` gave: never one a
         client wrote), sent with `LOCAL_ONLY_HEADER` and the client's `authorization`;
         None unless the peer answers 200 with `content_type` and at most `max_bytes`
         within `timeout_seconds` (default: this object's) in all. `with_token` adds the
-        replicas' shared token (`PEER_TOKEN_HEADER`), when there is one. A failure is
+        replicas' shared token (`PEER_TOKEN_HEADER`), when there is one; `headers` are
+        sent too. A failure is
         logged, by peer address and reason only (never the credentials), and is not raised."""
         if authorization is not None and ("\r" in authorization or "\n" in authorization):
             return None
@@ -226,7 +266,7 @@ class Peers:
             return await asyncio.wait_for(
                 self._request(
                     httpx2, peer, method, path, authorization, json_body, max_bytes, content_type, timeout,
-                    self.token if with_token else None,
+                    self.token if with_token else None, headers or {},
                 ),
                 timeout,
             )
@@ -246,9 +286,11 @@ class Peers:
         content_type: str,
         timeout: float,
         token: str | None,
+        extra_headers: dict[str, str],
     ) -> bytes | None:
         host = f"[{peer}]" if peer.version == 6 else str(peer)
-        headers = {LOCAL_ONLY_HEADER: "1", "Accept-Encoding": "identity"}  # the body as the peer has it
+        # identity: the body as the peer has it
+        headers = {**extra_headers, LOCAL_ONLY_HEADER: "1", "Accept-Encoding": "identity"}
         if authorization is not None:
             headers["Authorization"] = authorization
         if token is not None:

@@ -29,6 +29,7 @@ from ..metrics import Metrics
 from ..serving.batcher import Batcher, JobResult
 from ..serving.process_clock import process_started_monotonic
 from .admission import Admission
+from .peers import SwitchStamp
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,12 @@ class Runtime:
         self.syncing = False
         # Switches of the current checkpoint (POST options, adopting the peers' one) run
         # one at a time, in the order they arrive: the last one asked for stays current.
+        # With peers each switch carries a stamp (service/replica_checkpoint.py), and one
+        # older than the switch applied before it is not applied: the last stamped stays
+        # current, on every replica.
         self._switching = asyncio.Lock()
+        # The stamp of the switch that made `current_model` current (None: none had one).
+        self.switch_stamp: SwitchStamp | None = None
         # A checkpoint being loaded and warmed, by name: everyone who needs it awaits the one task.
         self._preparing: dict[str, asyncio.Task[LoadedModel]] = {}
 
@@ -383,24 +389,32 @@ class Runtime:
         log.warning("%s keeps being unloaded while it warms up; serving it as it is", name)
         return await asyncio.to_thread(registry.get, name)
 
-    async def select_model(self, wanted: str) -> LoadedModel:
+    async def select_model(self, wanted: str, stamp: SwitchStamp | None = None) -> LoadedModel | None:
         """Make a checkpoint the current one (POST /sdapi/v1/options): loaded and warmed
         first, then current. ModelNotFound (nothing changes) names the choices;
         GenerationFailed names a checkpoint that could not be loaded or warmed, and the
-        current one stays."""
+        current one stays. None, and nothing changes, when `stamp` is not newer than the
+        stamp of the current checkpoint once the switches that arrived before this one
+        are done (so a switch being applied counts, and one that failed does not)."""
         self.require_started()
         name = self.require_registry().resolve(wanted)
         async with self._switching:
-            return await self._switch_to(name, WarmupProgress())
+            current = self.switch_stamp
+            if stamp is not None and current is not None and stamp <= current:
+                log.info("switch to %s (stamped %s) not applied: superseded by a newer switch (to %s, stamped %s)",
+                         name, stamp, self.current_model, current)
+                return None
+            return await self._switch_to(name, WarmupProgress(), stamp)
 
-    async def adopt_model(self, name: str) -> LoadedModel:
+    async def adopt_model(self, name: str, stamp: SwitchStamp | None = None) -> LoadedModel:
         """Make a checkpoint (by its name) the current one before ready (the peers' one,
         service/replica_checkpoint.py), loaded and warmed first: /readyz says `warming`
-        with its progress meanwhile, as for the default's warm-up."""
+        with its progress meanwhile, as for the default's warm-up. Its `stamp` becomes
+        this replica's, newer or not."""
         async with self._switching:
-            return await self._switch_to(name, self.warmup)
+            return await self._switch_to(name, self.warmup, stamp)
 
-    async def _switch_to(self, name: str, progress: WarmupProgress) -> LoadedModel:
+    async def _switch_to(self, name: str, progress: WarmupProgress, stamp: SwitchStamp | None) -> LoadedModel:
         """Load and warm `name`, then make it current (`_switching` held).
 
         While it warms, requests that name no checkpoint run on the current one. Unless
@@ -409,19 +423,19 @@ class Runtime:
         meanwhile wait for the new checkpoint (as A1111, which holds one checkpoint,
         has every request wait for a switch), and only then is it loaded; otherwise
         each queued request would load the old one back and unload the new one."""
-        previous = self.current_model
+        previous, previous_stamp = self.current_model, self.switch_stamp
         before_load = self.require_batcher().drain if self._unloads(previous, name) else None
         task = self._prepare(name, progress, before_load)
         if before_load is not None:
-            self.current_model = name
+            self.current_model, self.switch_stamp = name, stamp
         try:
             model = await asyncio.shield(task)
         except Exception as error:
             if self.current_model == name:
-                self.current_model = previous
+                self.current_model, self.switch_stamp = previous, previous_stamp
             await self._restore(previous)
             raise GenerationFailed(f"{error}; the current checkpoint stays {self.current_model}") from error
-        self.current_model = model.name
+        self.current_model, self.switch_stamp = model.name, stamp
         return model
 
     def _unloads(self, current: str, name: str) -> bool:

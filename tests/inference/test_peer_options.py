@@ -19,7 +19,7 @@ from inference.config import ServerSettings
 from inference.errors import InvalidInput
 from inference.infotext import parse_infotext
 from inference.service.options import A1111State
-from inference.service.peers import LOCAL_ONLY_HEADER, PEER_TOKEN_HEADER, Peers
+from inference.service.peers import LOCAL_ONLY_HEADER, PEER_TOKEN_HEADER, SWITCH_STAMP_HEADER, Peers, SwitchStamp
 from inference.service.replica_checkpoint import ReplicaCheckpoint, majority_checkpoint
 from inference.service.runtime import Runtime
 
@@ -154,11 +154,13 @@ def test_the_local_only_header_switches_only_that_replica(replicas, port):
     assert (_current(a), _current(b)) == (SDXL, TINY)
 
 
-def test_peers_are_told_with_the_clients_credentials_and_the_local_only_header(replicas, port):
+def test_peers_are_told_with_the_clients_credentials_the_local_only_header_and_the_stamp(replicas, port):
     a, b = replicas
     _reset(a, b)
     with FakePeer(LISTENER, port) as listener:  # closes without an answer: logged, the switch still answers
+        before = time.time_ns()
         answer = _select(b, SDXL)
+        after = time.time_ns()
     assert answer.status_code == 200 and answer.json() is None
     (request,) = listener.requests
     head = request.decode("latin-1")
@@ -166,7 +168,11 @@ def test_peers_are_told_with_the_clients_credentials_and_the_local_only_header(r
     assert f"\r\n{LOCAL_ONLY_HEADER}: 1\r\n" in head.lower()
     expected = "Basic " + base64.b64encode(f"admin:{PASSWORD}".encode()).decode()
     assert f"\r\nAuthorization: {expected}\r\n" in head
-    assert PEER_TOKEN_HEADER not in head.lower()  # the shared token is for the start-up read only
+    # The shared token vouches for the stamp: when the switch reached B (B's wall clock).
+    assert f"\r\n{PEER_TOKEN_HEADER}: {PEER_TOKEN}\r\n" in head.lower()
+    (stamp,) = [line.split(": ", 1)[1] for line in head.split("\r\n") if line.lower().startswith(SWITCH_STAMP_HEADER)]
+    parsed = SwitchStamp.parse(stamp)
+    assert parsed is not None and before <= parsed.nanoseconds <= after
     assert _current(a) == SDXL
 
 
