@@ -29,14 +29,18 @@ class HistoryEntry:
 class GenerationHistory:
     """The newest `capacity` saved images of this replica.
 
-    With `owner_tag` (service/peers.py: this replica's address), names end in it
-    (`00001-<seed>-<tag>.png`): StableStudio keys its images by name, and every replica
-    counts from 1."""
+    StableStudio keys its images by name, so names never repeat: after the running number
+    and the seed comes `instance`, a token of this process (a restarted server counts from
+    1 again, and a fixed seed would otherwise give an earlier image's name to a new one;
+    A1111 instead continues the numbers it finds in its output folder), and with
+    `owner_tag` (service/peers.py: this replica's address) the replica, since every
+    replica counts from 1: `00001-<seed>-<instance>-<owner>.png`."""
 
-    def __init__(self, capacity: int, owner_tag: str | None = None):
+    def __init__(self, capacity: int, owner_tag: str | None = None, instance: str | None = None):
         self.capacity = max(0, capacity)
         self._entries: deque[HistoryEntry] = deque(maxlen=self.capacity)
-        self._name_suffix = f"-{owner_tag}" if owner_tag else ""
+        instance = instance if instance is not None else secrets.token_hex(3)
+        self._name_suffix = f"-{instance}" + (f"-{owner_tag}" if owner_tag else "")
         self._counter = 0
         self._lock = threading.Lock()
 

@@ -99,7 +99,7 @@ def test_names_are_unique_across_replicas_and_read_like_a1111s(replicas):
     assert len(set(names)) == len(names) == 4
     owner = {11: A, 22: B, 33: A, 44: B}
     for name, seed in zip(names, _seeds(entries), strict=True):
-        assert re.fullmatch(rf"\d{{5}}-{seed}-{re.escape(encode_owner(owner[seed]))}\.png", name), name
+        assert re.fullmatch(rf"\d{{5}}-{seed}-[0-9a-f]{{6}}-{re.escape(encode_owner(owner[seed]))}\.png", name), name
     # Both replicas count from 1: without the owner tag, 00001-... would be on each.
     assert sorted(name[:5] for name in names) == ["00001", "00001", "00002", "00002"]
 
@@ -162,15 +162,26 @@ def test_a_peer_answer_larger_than_the_bound_is_dropped(replicas, port):
 
 
 def test_without_peers_names_and_answers_are_as_before():
-    history = GenerationHistory(3)
+    history = GenerationHistory(3, instance="a1b2c3")
     history.add(["a", "b"], [5, 6], 64, 64)
     replica = ReplicaHistory(history)
     entries = asyncio.run(replica.recent(None, ROUTE, authorization=None, local_only=False))
-    assert [entry.image_name for entry in entries] == ["00002-6.png", "00001-5.png"]
+    assert [entry.image_name for entry in entries] == ["00002-6-a1b2c3.png", "00001-5-a1b2c3.png"]
+
+
+def test_a_restarted_server_never_gives_a_new_image_an_earlier_ones_name():
+    """StableStudio keys images by name; a fixed seed (42) after a restart, which counts
+    from 1 again, must not reuse the name of the image the browser already holds."""
+    before, after = GenerationHistory(3), GenerationHistory(3)  # two processes
+    before.add(["first"], [42], 64, 64)
+    after.add(["second"], [42], 64, 64)
+    old, new = before.recent()[0].image_name, after.recent()[0].image_name
+    assert old.startswith("00001-42-") and new.startswith("00001-42-")
+    assert old != new
 
 
 def test_peer_entries_are_merged_by_date_deduplicated_and_malformed_answers_dropped():
-    own = GenerationHistory(4, owner_tag="own")
+    own = GenerationHistory(4, owner_tag="own", instance="i")
     own.add(["o"], [1], 64, 64)
     now = own.recent()[0].create_date
     answers = {
@@ -198,8 +209,8 @@ def test_peer_entries_are_merged_by_date_deduplicated_and_malformed_answers_drop
     entries = asyncio.run(replica.recent(3, ROUTE, authorization=None, local_only=False))
     assert entries == [
         HistoryEntry("00001-2-p.png", now + 2, "x", 8, 8),
-        HistoryEntry("00001-1-own.png", now, "o", 64, 64),
+        HistoryEntry("00001-1-i-own.png", now, "o", 64, 64),
         HistoryEntry("00002-3-p.png", now - 2, "x", 8, 8),
     ]
     local = asyncio.run(replica.recent(3, ROUTE, authorization=None, local_only=True))
-    assert [entry.image_name for entry in local] == ["00001-1-own.png"]
+    assert [entry.image_name for entry in local] == ["00001-1-i-own.png"]
