@@ -3,6 +3,7 @@ catalogue routes, progress and interrupt, and the StableStudio history route."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -146,7 +147,9 @@ def test_stablestudio_history_lists_saved_images_newest_first(slow_server):
             assert response.status_code == 200, response.text
         client.post("/sdapi/v1/txt2img", json={"prompt": "not saved", "seed": 300, **SMALL})
         history = client.post("/StableStudio/get-generated-images", json={"limit": 2}).json()
-        assert [entry["image_name"].split("-")[1] for entry in history] == ["200.png", "100.png"]
+        names = [entry["image_name"] for entry in history]
+        # A1111's running number and seed, then this server process's token.
+        assert [re.fullmatch(r"(\d{5})-(\d+)-[0-9a-f]{6}\.png", name).group(2) for name in names] == ["200", "100"], names
         entry = history[0]
         assert set(entry) == {"image_name", "create_date", "content", "width", "height"}
         assert (entry["width"], entry["height"]) == (64, 64) and abs(entry["create_date"] - time.time()) < 60
