@@ -55,6 +55,11 @@ LOGGED_EAGER_SHAPES = 32
 Signature = tuple[Any, ...]
 
 
+def _sample(args: tuple, kwargs: dict) -> Any:
+    """The latents a UNet or VAE decoder forward is called with (first argument, `sample`)."""
+    return args[0] if args else kwargs.get("sample")
+
+
 def input_signature(args: tuple, kwargs: dict) -> Signature:
     """What dynamo specialises a graph on, as far as it changes per call: each tensor's
     shape and dtype, and every other argument's value (constants are baked into the
@@ -91,7 +96,7 @@ def mark_batch_dynamic(args: tuple, kwargs: dict) -> None:
     import torch
     from torch.utils._pytree import tree_leaves
 
-    sample = args[0] if args else kwargs.get("sample")
+    sample = _sample(args, kwargs)
     if not isinstance(sample, torch.Tensor) or sample.dim() == 0:
         return
     rows = sample.shape[0]
@@ -114,8 +119,7 @@ def float_timestep(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         return timestep
 
     if "timestep" in kwargs:
-        sample = args[0] if args else kwargs.get("sample")
-        return args, {**kwargs, "timestep": convert(kwargs["timestep"], sample)}
+        return args, {**kwargs, "timestep": convert(kwargs["timestep"], _sample(args, kwargs))}
     if len(args) >= 2:
         return (args[0], convert(args[1], args[0]), *args[2:]), kwargs
     return args, kwargs
@@ -177,8 +181,7 @@ class CompiledShapes:
 
 
 def _shape_text(args: tuple, kwargs: dict) -> str:
-    sample = args[0] if args else kwargs.get("sample", kwargs.get("z"))
-    shape = getattr(sample, "shape", None)
+    shape = getattr(_sample(args, kwargs), "shape", None)
     if shape is None or len(shape) != 4:
         return "this input shape"
     rows, _, height, width = shape
