@@ -17,7 +17,9 @@ what a directory was made for. Old directories are not removed by the server
 (docs/operations.md, "The compile cache").
 
 PyTorch's Mega-Cache (`torch.compiler.save_cache_artifacts`) would bundle the same
-entries into one file; with the directory itself on the volume it adds nothing.
+entries into one file; with the directory itself on the volume it adds nothing. What
+inductor's caches cannot skip, dynamo's trace of each shape, is skipped by the
+precompiled forwards kept in the same directory (`precompiled.py`).
 """
 
 from __future__ import annotations
@@ -96,6 +98,25 @@ class CompileCache:
     own: bool  # False: the operator's TORCHINDUCTOR_CACHE_DIR was kept
 
 
+def operator_cache_dir(environ: MutableMapping[str, str]) -> str | None:
+    """TORCHINDUCTOR_CACHE_DIR as the operator set it, or None.
+
+    Importing `torch._inductor` (which the fast path does to set inductor's options, long
+    before the first compile) writes inductor's default, `/tmp/torchinductor_<user>`, into
+    the variable when it is unset. That value is torch's, not the operator's: taken for a
+    choice, it kept every compile in the pod's /tmp and the volume's cache was never used."""
+    value = environ.get(CACHE_ENV)
+    if not value:
+        return None
+    try:
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+        default = default_cache_dir()
+    except Exception:  # noqa: BLE001 - no torch, or a user name it cannot find: no default to tell apart
+        return value
+    return None if os.path.abspath(value) == os.path.abspath(default) else value
+
+
 def compile_cache_dir(cache_dir: Path, key: dict[str, Any]) -> Path:
     return Path(cache_dir) / "compile" / key_digest(key)
 
@@ -115,8 +136,9 @@ def activate_compile_cache(
     their variables once at import.
     """
     environ = os.environ if environ is None else environ
-    if environ.get(CACHE_ENV):
-        directory = Path(environ[CACHE_ENV])
+    operators = operator_cache_dir(environ)
+    if operators is not None:
+        directory = Path(operators)
         own = False
     else:
         directory = compile_cache_dir(cache_dir, key)

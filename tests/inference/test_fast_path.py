@@ -8,8 +8,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import threading
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
@@ -355,6 +357,34 @@ def test_an_operators_inductor_cache_dir_wins(tmp_path):
     assert cache.directory == tmp_path / "node-ssd" and not cache.own
     assert environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "node-ssd")
     assert not (tmp_path / "models" / "compile").exists()
+
+
+def test_torchs_own_default_is_not_taken_for_the_operators_choice(tmp_path):
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    environ = {"TORCHINDUCTOR_CACHE_DIR": default_cache_dir()}
+    cache = activate_compile_cache(tmp_path / "models", {"k": 1}, environ=environ, configure_torch=False)
+    assert cache.own and cache.directory == compile_cache_dir(tmp_path / "models", {"k": 1})
+    assert environ["TORCHINDUCTOR_CACHE_DIR"] == str(cache.directory)
+
+
+def test_a_server_process_keeps_its_compiles_on_the_volume(tmp_path):
+    """The order a server runs things in: the fast path imports inductor's config at load
+    (which sets TORCHINDUCTOR_CACHE_DIR to torch's /tmp default), the compile cache is
+    activated later, before warm-up. The volume must win over torch's default."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os, sys, torch\n"
+        "import torch._inductor.config\n"
+        "from inference.engine.compile_cache import activate_compile_cache\n"
+        "print(activate_compile_cache(__import__('pathlib').Path(sys.argv[1]), {'k': 3}).directory)\n"
+    )
+    environ = {key: value for key, value in os.environ.items() if key != "TORCHINDUCTOR_CACHE_DIR"}
+    output = subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=environ, check=True,
+                            capture_output=True, text=True).stdout
+    assert Path(output.strip().splitlines()[-1]) == compile_cache_dir(tmp_path, {"k": 3})
 
 
 def test_activating_switches_torchs_caches_on(tmp_path, monkeypatch):
