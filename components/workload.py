@@ -198,6 +198,7 @@ def _server_container(
         # margin for the exit itself, so a stuck call still ends in a clean exit and log.
         {"name": "SD_DRAIN_TIMEOUT_SECONDS", "value": str(drain_timeout_seconds(settings.termination_grace_period_seconds))},
         {"name": "SD_COMPILE", "value": settings.compile},
+        {"name": "SD_PRECOMPILE", "value": settings.precompile},
         {"name": "SD_WARMUP_SIZES", "value": ",".join(settings.warmup_sizes)},
     ]
     if settings.extra_models:

@@ -117,6 +117,11 @@ class ServerSettings(ModelSettings):
         description="fast path: auto = on CUDA fused QKV, channels_last, UNet and VAE decoder compiled with CUDA "
         "graphs, batches padded to buckets (on a CPU: off); max = the same with max-autotune (any device); off = eager",
     )
+    precompile: Literal["auto", "off"] = Field(
+        "auto",
+        description="auto = each warmed shape's compiled forward is saved in the compile cache and loaded at the next "
+        "start instead of traced again (when compiled with fullgraph and static shapes); off = traced at every start",
+    )
     warmup_sizes: list[str] = Field(
         default_factory=lambda: ["auto"],
         description="sizes (WIDTHxHEIGHT or native) run once at every batch bucket before /readyz is ready; "

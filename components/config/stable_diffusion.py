@@ -260,6 +260,10 @@ class StableDiffusionSettings(ConfigModel):
     """The fast path (`SD_COMPILE`): `auto` compiles the UNet and VAE decoder with CUDA graphs on a GPU and warms
     every batch size before ready (eager on a CPU), `max` adds max-autotune (a slower first start), `off` serves
     eager; compiled code is cached on the model cache volume."""
+    precompile: Literal["auto", "off"] = "auto"
+    """The compiled forward of each warmed shape is saved in the compile cache and loaded at the next start instead
+    of traced again (`SD_PRECOMPILE`): `auto` wherever the model compiles with fullgraph (no `loras`), `off` traces
+    every warmed shape at every start (an escape hatch: the API is experimental in PyTorch)."""
     warmup_sizes: list[Annotated[str, AfterValidator(_check_warmup_size)]] = ["auto"]
     """Image sizes compiled and run at every batch size before a replica is ready (`SD_WARMUP_SIZES`): `WIDTHxHEIGHT`
     (multiples of 8, at least 64) or `native`; `auto` alone: the model's native size when compiled; `none` alone: no

@@ -32,7 +32,9 @@ wrong in these ways once a server is ready:
   `generate.run_batch`); warm-up runs none, so a batch with adapters runs eager.
 
 `gate_forward` puts this in front of a module: its `forward` becomes a `GatedForward`
-that holds the eager forward and the compiled one and picks per call. The module object
+that holds the eager forward and the compiled one and picks per call. Where a compiled
+signature has a precompiled forward (saved by an earlier start or at its own first call,
+`precompiled.py`), that runs instead of dynamo's. The module object
 stays what it was (LoRA loading, diffusers' type checks and the derived img2img/inpaint
 pipelines, which share it, see the same UNet).
 """
@@ -142,6 +144,9 @@ class CompiledShapes:
     eager_calls: dict[str, int] = field(default_factory=dict)
     # Told the module's name at each eager call after warm-up (the server's metric).
     on_eager: Callable[[str], None] | None = field(default=None, repr=False)
+    # Where compiled forwards are saved and loaded per signature (engine/precompiled.py);
+    # None: dynamo compiles each signature at every start. Set before warm-up.
+    precompiled_store: Any = field(default=None, repr=False)
     _logged: set[tuple[str, Signature]] = field(default_factory=set, repr=False)
 
     def admit(
@@ -201,8 +206,11 @@ class GatedForward:
         timestep_as_float: bool = False,
         with_variant: bool = False,
         dynamic_batch: bool = False,
+        precompiled: Any = None,
     ):
         self.name = name
+        # A PrecompiledForward (engine/precompiled.py) or None: dynamo's lazy compile only.
+        self.precompiled = precompiled
         self.with_variant = with_variant
         self.dynamic_batch = dynamic_batch
         self.eager = eager
@@ -219,6 +227,8 @@ class GatedForward:
         if self.shapes.admit(self.name, signature, lambda: _shape_text(args, kwargs), with_variant=self.with_variant):
             if self.dynamic_batch:
                 mark_batch_dynamic(args, kwargs)
+            elif self.precompiled is not None and not (self.with_variant and self.shapes.variant):
+                return self.precompiled.run(signature, args, kwargs, self.compiled)
             return self.compiled(*args, **kwargs)
         return self.eager(*args, **kwargs)
 
@@ -235,15 +245,19 @@ def gate_forward(
     timestep_as_float: bool = False,
     with_variant: bool = False,
     dynamic_batch: bool = False,
+    precompiled: Any = None,
     **options: Any,
 ) -> GatedForward:
     """Compile `module.forward` with `compile_function(forward, **options)` (torch.compile:
     lazy, the compile happens at the first call) and put a `GatedForward` in its place.
-    `with_variant`: the module's graphs depend on `shapes.variant` (the UNet's adapters)."""
+    `with_variant`: the module's graphs depend on `shapes.variant` (the UNet's adapters).
+    `precompiled`: a PrecompiledForward that, once `shapes.precompiled_store` is set, saves
+    and loads the compiled function per signature (the lazy compile is its fallback)."""
     eager = module.forward
     gated = GatedForward(
         name, eager, compile_function(eager, **options), shapes,
         timestep_as_float=timestep_as_float, with_variant=with_variant, dynamic_batch=dynamic_batch,
+        precompiled=precompiled,
     )
     module.forward = gated
     return gated

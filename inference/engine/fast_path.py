@@ -17,7 +17,9 @@ loading, before LoRA adapters load and before the first call:
 Compiled models are run at a few batch sizes only (`buckets.py`), so `pad_batches` is on
 whenever the UNet is compiled. The compiled forwards are gated (`compiled_shapes.py`):
 one graph per shape whatever the sampler, and after warm-up only the warmed shapes run
-compiled. The torch.compile call is injectable (`compile_function`) so the choice and its
+compiled. Each warmed shape's compiled forward is also saved to the compile cache and
+loaded by the next start (`precompiled.py`, `--precompile`). The torch.compile call is
+injectable (`compile_function`) so the choice and its
 application are tested on the CPU without compiling.
 
 Which inductor mode `auto` uses is the one thing to revisit from measurements:
@@ -32,6 +34,7 @@ from typing import Any, Literal
 
 from .buckets import batch_buckets
 from .compiled_shapes import RECOMPILE_LIMIT, CompiledShapes, CompileFunction, gate_forward
+from .precompiled import PrecompiledForward, inductor_options, module_identity
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +72,10 @@ class FastPathConfig:
     # cold start compiles 2 UNet graphs instead of one per bucket. Off in both presets
     # until bench.gpu's sweep shows its kernels as fast as the static ones.
     dynamic_batch: bool = False
+    # Each warmed shape's compiled forward saved in the compile cache and loaded at the
+    # next start instead of traced again (engine/precompiled.py). Needs fullgraph and
+    # static shapes; on wherever those hold (`--precompile off` turns it off).
+    precompile: bool = False
     inductor: tuple[tuple[str, Any], ...] = ()
     # Pad every batch to a bucket size (compiled graphs are per shape).
     pad_batches: bool = False
@@ -94,6 +101,8 @@ class FastPathConfig:
             parts.append(f"VAE decoder compiled ({self.vae_compile_mode})" if self.compile_vae_decoder else "VAE decoder eager")
         if self.dynamic_batch:
             parts.append("batch dimension dynamic")
+        if self.precompile:
+            parts.append("precompiled per shape")
         if self.fuse_qkv:
             parts.append("QKV fused")
         if self.channels_last:
@@ -111,6 +120,7 @@ def choose_fast_path(
     max_batch_size: int = 1,
     has_loras: bool = False,
     pad_batches: bool | None = None,
+    precompile: bool = True,
 ) -> FastPathConfig:
     """The configuration `--compile MODE` means on `device`.
 
@@ -118,7 +128,8 @@ def choose_fast_path(
     they attach to the separate q/k/v projections, which a fused attention processor
     would bypass, so QKV fusion is left off (and the graph may break at adapter code).
     `pad_batches` overrides the padding decision (tests force it on the CPU, where it
-    changes nothing but speed).
+    changes nothing but speed). `precompile` False (`--precompile off`): dynamo traces
+    every warmed shape at every start, as before precompiled forwards existed.
     """
     if mode not in COMPILE_MODES:
         raise ValueError(f"compile mode must be one of {', '.join(COMPILE_MODES)}, not {mode!r}")
@@ -147,6 +158,7 @@ def choose_fast_path(
             unet_compile_mode=unet_mode,
             vae_compile_mode="max-autotune-no-cudagraphs" if mode == "max" else "default",
             fullgraph=not has_loras,
+            precompile=precompile and not has_loras,
             inductor=tuple(sorted(inductor.items())),
             pad_batches=True,
         )
@@ -176,6 +188,11 @@ def apply_fast_path(
         compile_function = torch.compile
     shapes = shapes if shapes is not None else CompiledShapes()
     vae = pipeline.vae
+    if config.precompile and (config.dynamic_batch or not config.fullgraph):
+        config = replace(
+            config, precompile=False,
+            reasons=config.reasons + ("precompiled forwards need fullgraph and static shapes",),
+        )
     if config.compile_vae_decoder and getattr(vae.config, "force_upcast", False) and vae.dtype == torch.float16:
         config = replace(
             config,
@@ -210,14 +227,49 @@ def apply_fast_path(
             unet_options["dynamic"] = None  # dynamic where marked, static elsewhere
         gate_forward(
             pipeline.unet, "unet", compile_function, shapes, timestep_as_float=True, with_variant=True,
-            dynamic_batch=config.dynamic_batch, **unet_options,
+            dynamic_batch=config.dynamic_batch,
+            precompiled=_precompiled(config, "unet", pipeline.unet, getattr(pipeline.unet, "config", None),
+                                     compile_function, shapes,
+                                     config.unet_compile_mode),
+            **unet_options,
         )
     if config.compile_vae_decoder:
         gate_forward(
             pipeline.vae.decoder, "vae_decoder", compile_function, shapes,
+            precompiled=_precompiled(config, "vae_decoder", pipeline.vae.decoder, getattr(vae, "config", None),
+                                     compile_function, shapes, config.vae_compile_mode,
+                                     processors=getattr(vae, "attn_processors", None)),
             **_compile_options(config.vae_compile_mode, config.fullgraph),
         )
     return config
+
+
+def _precompiled(
+    config: FastPathConfig,
+    name: str,
+    module: Any,
+    model_config: Any,
+    compile_function: CompileFunction,
+    shapes: CompiledShapes,
+    mode: str | None,
+    processors: dict[str, Any] | None = None,
+) -> PrecompiledForward | None:
+    if not config.precompile:
+        return None
+    # What changes the compiled code of one input signature (not the buckets or the batch
+    # size: another --max-batch-size reuses the shapes it shares with this one).
+    extra: dict[str, Any] = {"mode": mode, "inductor": dict(config.inductor), "channels_last": config.channels_last,
+             "fuse_qkv": config.fuse_qkv, "fullgraph": config.fullgraph}
+    if processors is not None:  # the VAE's decoder: its processors are listed on the VAE
+        extra["vae_processors"] = sorted({type(p).__name__ for p in processors.values()})
+    return PrecompiledForward(
+        name=name,
+        module=module,
+        identity=module_identity(module, model_config, extra),
+        compile_function=compile_function,
+        options=inductor_options(mode),
+        store=lambda: shapes.precompiled_store,
+    )
 
 
 def _compile_options(mode: str | None, fullgraph: bool) -> dict[str, Any]:

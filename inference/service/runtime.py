@@ -21,6 +21,7 @@ from ..engine.loading import LoadedModel, choose_device, import_libraries
 from ..engine.lora import LoraSpec
 from ..engine.oom import BatchRunner
 from ..engine.padded import run_bucketed
+from ..engine.precompiled import PrecompiledStore
 from ..engine.registry import ModelRef, ModelRegistry, model_refs
 from ..engine.upscalers import Upscalers, UpscalerSpec
 from ..engine.warmup import WarmupProgress, warm_up, warmup_plan, warmup_sizes
@@ -77,6 +78,7 @@ class Runtime:
         self._loading: asyncio.Task | None = None
         self.warmup = WarmupProgress()
         self.compile_cache: CompileCache | None = None
+        self.precompiled_store: PrecompiledStore | None = None
         # Awaited once the default checkpoint is loaded and warmed, before ready (with
         # peers: adopting the checkpoint the other replicas use, replica_checkpoint.py).
         # It never fails the start: an error is logged and the replica serves as it is.
@@ -153,7 +155,8 @@ class Runtime:
             self.metrics.startup_import_seconds.set(import_seconds)
             device = choose_device(s.device, s.dtype)
             fast_path = choose_fast_path(
-                s.compile, device.device, max_batch_size=s.max_batch_size, has_loras=bool(s.lora)
+                s.compile, device.device, max_batch_size=s.max_batch_size, has_loras=bool(s.lora),
+                precompile=s.precompile == "auto",
             )
             self.registry = ModelRegistry(
                 self.checkpoints(),
@@ -226,6 +229,7 @@ class Runtime:
         wrong, and a replica of the same deployment that switches later finds them."""
         if self.compile_cache is not None:
             log.info("compile cache: %s's compiled code goes in %s too", model.name, self.compile_cache.directory)
+            self._use_precompiled(model)
             return
         ref = next(ref for ref in self.checkpoints() if ref.name == model.name)
         config = model.fast_path or FastPathConfig()
@@ -237,6 +241,16 @@ class Runtime:
             settings={**config.settings(), "dtype": model.device.dtype_name},
         )
         self.compile_cache = activate_compile_cache(self.settings.cache_dir, key)
+        self._use_precompiled(model)
+
+    def _use_precompiled(self, model: LoadedModel) -> None:
+        """The model's warmed shapes are saved to (and at the next start loaded from) the
+        compile cache as precompiled forwards (engine/precompiled.py), one store per process."""
+        if self.compile_cache is None or not (model.fast_path and model.fast_path.precompile):
+            return
+        if self.precompiled_store is None:
+            self.precompiled_store = PrecompiledStore(self.compile_cache.directory / "precompiled")
+        model.compiled_shapes.precompiled_store = self.precompiled_store
 
     async def _warm_up(self, model: LoadedModel, plan, progress: WarmupProgress) -> None:
         """Runs every warm-up call (engine/warmup.py), counting in `progress`.
@@ -260,6 +274,8 @@ class Runtime:
 
         await asyncio.to_thread(warm_up, run, model.name, plan, progress, model.compiled_shapes)
         log.info("warm-up of %s done in %.1fs", model.name, progress.seconds)
+        if model.compiled_shapes.precompiled_store is not None:
+            log.info("precompiled forwards: %s", model.compiled_shapes.precompiled_store.summary())
 
 
     async def stop(self) -> None:

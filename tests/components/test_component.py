@@ -86,6 +86,18 @@ def test_compile_mode_reaches_the_server_only():
     assert "SD_COMPILE" not in env(container(result, "model-download"))  # download compiles nothing
 
 
+def test_precompile_reaches_the_server_only_and_is_checked():
+    assert env(container(run(app())))["SD_PRECOMPILE"] == "auto"
+    result = run(with_sd(app(), precompile="off"))
+    assert env(container(result))["SD_PRECOMPILE"] == "off"
+    assert "SD_PRECOMPILE" not in env(container(result, "model-download"))
+    from components import AppConfigError, parse_app_config
+
+    with pytest.raises(AppConfigError) as error:
+        parse_app_config(with_sd(app(), precompile="sometimes"))
+    assert "stable-diffusion:app.stable_diffusion.precompile" in str(error.value)
+
+
 def test_warmup_sizes_reach_the_server_only():
     assert env(container(run(app())))["SD_WARMUP_SIZES"] == "auto"
     result = run(with_sd(app(), warmup_sizes=["native", "768X512", " 512x768"]))
