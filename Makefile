@@ -65,6 +65,7 @@ bench: $(VENV)/.inference
 # Opt-in: compiling even builtin:tiny's UNet takes minutes on a small CPU.
 bench-compile: $(VENV)/.inference
 	$(PY) -m bench.compile_cpu
+	$(PY) -m bench.restart_cpu
 
 render: $(VENV)/.dev
 	$(PY) -m infra.render --stack dev --out out/dev

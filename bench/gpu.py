@@ -13,21 +13,30 @@ every row, so a run cut short keeps what it measured):
 2. `sd15-http`: the server, `--compile auto --max-batch-size 4`, started with an EMPTY
    compile cache (time to ready: load + compile + warm-up of 512x512 x buckets 1, 2, 4);
    8 HTTP clients (images/s, p50/p95); stopped, started again on the now WARM cache
-   (time to ready: the restart / second replica case).
+   (time to ready: the restart / second replica case, each shape's forward loaded
+   precompiled).
 3. `sd15-server`: the server's engine path in this process (`load_model` with
    `--compile auto`, then `run_bucketed`, the server worker's call), batch 1 and 4: the
-   "pipeline alone" that HTTP is compared with, and the it/s target. Then one note: the
-   first call with DPM++ 2M (int64 timesteps) after Euler a, which must not recompile.
+   "pipeline alone" that HTTP is compared with, and the it/s target; each shape's forward
+   is loaded precompiled from what the HTTP stage's server saved, as a restarted replica
+   does. Then one note: the first call with DPM++ 2M (int64 timesteps) after Euler a,
+   which must not recompile.
 4. `sd15-nobatch`: the server again with `--max-batch-size 1`, 8 clients: the batching
    gain through HTTP. Then `sd15-eager-start`: spawn to ready with `--compile off` (the
-   cold-start target without compilation, < 10 s).
+   cold-start target without compilation, < 10 s), and `sd15-server-traced`: batch 1 on
+   the server path with `--precompile off` (dynamo's own compiled forwards, compiled here:
+   inductor's cache entries of the two paths differ), which must be as fast as the
+   precompiled row.
 5. `sdxl-eager`, 6. `sdxl-server` (the `auto` preset applied to the built pipeline).
 7. `sd15-sweep`: compile candidates at SD 1.5 batch 1 on the server path's pipeline
    (QKV fused, channels_last): inductor without CUDA graphs; reduce-overhead without
    fullgraph; CUDA graphs captured outside inductor (around an inductor-compiled and
    around an eager UNet); then max-autotune without and with CUDA graphs (the
    `--compile max` preset; the slowest to compile).
-8. `sd15-fp32`, `sdxl-fp32`: the plain baseline, diffusers' defaults in float32, batch 1
+8. `sd15-restart-traced`: the server twice more with `--precompile off`: a start that
+   fills dynamo's own inductor entries, then the warm restart with them (dynamo traces
+   every shape): against `sd15-http`'s warm restart, what precompiled forwards save.
+9. `sd15-fp32`, `sdxl-fp32`: the plain baseline, diffusers' defaults in float32, batch 1
    (last: the targets need it least).
 
 it/s is the denoising rate from the difference of two whole calls (`--steps` and
@@ -53,12 +62,13 @@ import statistics
 from pathlib import Path
 
 from . import gpu_configs
-from .gpu_harness import EAGER, ESTIMATES, PLAIN_FP32, SERVER, Bench
-from .gpu_server import eager_start_stage, http_stage, nobatch_stage
+from .gpu_harness import EAGER, ESTIMATES, PLAIN_FP32, SERVER, SERVER_TRACED, Bench
+from .gpu_server import eager_start_stage, http_stage, nobatch_stage, traced_restart_stage
 from .gpu_sweep import sweep
 
 # The stages that use the built-and-saved SD 1.5 (the fp32 baseline builds its own).
-SD15_PIPELINE_STAGES = ("sd15-eager", "sd15-http", "sd15-server", "sd15-nobatch", "sd15-eager-start", "sd15-sweep")
+SD15_PIPELINE_STAGES = ("sd15-eager", "sd15-http", "sd15-server", "sd15-nobatch", "sd15-eager-start",
+                        "sd15-server-traced", "sd15-sweep", "sd15-restart-traced")
 
 
 def run(bench: Bench) -> None:
@@ -82,21 +92,28 @@ def run(bench: Bench) -> None:
         if saved and bench.fits("sd15-http"):
             bench.attempt("HTTP and cold starts", http_stage, bench, folder, sd15, inductor_dir)
         if saved and bench.fits("sd15-server"):
-            model = bench.attempt("loading the server path", bench.load_server_path, folder)
+            model = bench.attempt("loading the server path", bench.load_server_path, folder,
+                                  precompiled=inductor_dir / "precompiled")
             if model is not None:
                 bench.note(f"server path: {model.fast_path.summary()}")
                 call = bench.engine_caller(model, sd15["resolution"])
                 for batch in (1, 4):
                     bench.attempt(f"{sd15['name']} server path batch {batch}", bench.measure, call, sd15, SERVER, batch,
-                                  path="engine")
+                                  path="engine", precompile="auto")
+                store = model.compiled_shapes.precompiled_store
+                bench.note(f"server path precompiled forwards: {store.summary() if store else 'none'}")
                 bench.attempt("another sampler on the compiled path", sampler_switch, bench, model, sd15)
         if saved and bench.fits("sd15-nobatch"):
             bench.attempt("HTTP without batching", nobatch_stage, bench, folder, sd15, inductor_dir)
         if saved and bench.fits("sd15-eager-start"):
             bench.attempt("cold start without compilation", eager_start_stage, bench, folder, sd15)
+        if saved and bench.fits("sd15-server-traced"):
+            bench.attempt("the server path traced (--precompile off)", traced_server_path, bench, folder, sd15)
         bench.attempt(f"{sdxl['name']} stages", sdxl_stages, bench, sdxl)
         if model is not None and (not smoke or bench.args.smoke_compile):
             bench.attempt("the compile sweep", sweep, bench, model, sd15)
+        if saved and bench.fits("sd15-restart-traced"):
+            bench.attempt("warm restart with --precompile off", traced_restart_stage, bench, folder, sd15, inductor_dir)
         model = None
         bench.free()
         bench.attempt("plain fp32 baselines", fp32_baselines, bench, sd15, sdxl)
@@ -104,6 +121,19 @@ def run(bench: Bench) -> None:
         bench.save()
         print()
         print(report(bench.payload()))
+
+
+def traced_server_path(bench: Bench, folder, arch: dict) -> None:
+    """Batch 1 on the server path with `--precompile off` (dynamo's own compiled forwards),
+    beside the precompiled rows: precompiled forwards must be as fast (the same kernels and
+    CUDA graphs); a gap here means the saved artifact lost something on the way."""
+    model = bench.load_server_path(folder)
+    try:
+        call = bench.engine_caller(model, arch["resolution"])
+        bench.measure(call, arch, SERVER_TRACED, 1, path="engine", precompile="off")
+    finally:
+        del model
+        bench.free()
 
 
 def sampler_switch(bench: Bench, model, arch: dict) -> None:
@@ -200,6 +230,10 @@ def report(data: dict) -> str:
                     lines.append(f"{model} batch {batch}: server default / eager = "
                                  f"{fast['it_per_s'] / eager['it_per_s']:.2f}x it/s, "
                                  f"{fast['images_per_s'] / eager['images_per_s']:.2f}x images/s")
+            traced, fast = by_key.get((model, SERVER_TRACED, 1)), by_key.get((model, SERVER, 1))
+            if traced and fast and traced.get("it_per_s") and fast.get("it_per_s"):
+                lines.append(f"{model} batch 1: precompiled forwards / dynamo's (--precompile off) = "
+                             f"{fast['it_per_s'] / traced['it_per_s']:.3f}x it/s")
             plain, fast = by_key.get((model, PLAIN_FP32, 1)), by_key.get((model, SERVER, 1))
             if plain and fast and plain.get("it_per_s") and fast.get("it_per_s"):
                 lines.append(f"{model} batch 1: server default / plain fp32 = "
@@ -222,9 +256,9 @@ def report(data: dict) -> str:
                              f"{h['images_per_s'] / single[model]['images_per_s']:.2f}x")
     starts = data.get("cold_starts", [])
     if starts:
-        lines += ["", table(["model", "compile cache", "spawn to ready (s)", "sd_startup_seconds"],
-                            [[s["model"], s["cache"], f"{s['seconds_to_ready']:.1f}", s.get("startup_metric_s")]
-                             for s in starts])]
+        lines += ["", table(["model", "compile cache", "precompile", "spawn to ready (s)", "sd_startup_seconds"],
+                            [[s["model"], s["cache"], s.get("precompile", "-"), f"{s['seconds_to_ready']:.1f}",
+                              s.get("startup_metric_s")] for s in starts])]
     if data.get("notes"):
         lines += ["", "notes:", *("  " + note for note in data["notes"])]
     return "\n".join(lines)

@@ -20,6 +20,7 @@ from . import gpu_configs
 
 EAGER = "eager (--compile off)"
 SERVER = "server default (--compile auto)"
+SERVER_TRACED = "server default, --precompile off"
 PLAIN_FP32 = "plain fp32 (eager)"
 
 # Estimated seconds per stage on an H100 (from bench/results/h100-gpu.json: ~50 s per
@@ -30,6 +31,8 @@ ESTIMATES = {
     "sd15-server": 60,
     "sd15-nobatch": 60,
     "sd15-eager-start": 25,
+    "sd15-server-traced": 120,  # batch 1 compiled by dynamo (2 UNet rows and the decoder), then measured
+    "sd15-restart-traced": 330,  # a start that compiles for dynamo's entries, then the restart
     "sdxl-eager": 40,
     "sdxl-server": 130,
     "sd15-sweep": 60,  # per cheap candidate; max-autotune ones: SWEEP_AUTOTUNE_ESTIMATE
@@ -296,13 +299,21 @@ class Bench:
 
     # -- the server path ------------------------------------------------------------------
 
-    def load_server_path(self, folder: Path, mode: str = "auto"):
+    def load_server_path(self, folder: Path, mode: str = "auto", precompiled: Path | None = None):
+        """The server's engine path on `folder`; `precompiled`: the store the server saves
+        each warmed shape's forward to (its compile cache's `precompiled` folder), so that
+        this process loads what the HTTP stage's server compiled, as a restarted replica does.
+        None: `--precompile off`, dynamo traces each shape."""
         from inference.engine.fast_path import choose_fast_path
         from inference.engine.loading import choose_device, load_model
+        from inference.engine.precompiled import PrecompiledStore
 
         device = choose_device(self.device, str(self.dtype).removeprefix("torch."))
-        config = choose_fast_path(mode, self.device, max_batch_size=4)
-        return load_model(str(folder), cache_dir=self.work / "models", device=device, fast_path=config)
+        config = choose_fast_path(mode, self.device, max_batch_size=4, precompile=precompiled is not None)
+        model = load_model(str(folder), cache_dir=self.work / "models", device=device, fast_path=config)
+        if precompiled is not None:
+            model.compiled_shapes.precompiled_store = PrecompiledStore(precompiled)
+        return model
 
     def payload(self) -> dict:
         return {"environment": self.environment, "rows": self.rows, "http": self.http,

@@ -35,7 +35,7 @@ def http_stage(bench: Bench, folder: Path, arch: dict, inductor_dir: Path) -> No
                           timeout=bench.server_timeout(), log_path=bench.server_log(f"{cache}-cache")) as (url, seconds):
             bench.cold_starts.append({"model": arch["name"], "cache": cache, "seconds_to_ready": round(seconds, 1),
                                       "startup_metric_s": _metric(url, "sd_startup_seconds"),
-                                      "max_batch_size": 4})
+                                      "max_batch_size": 4, "precompile": "auto"})
             bench.note(f"server ready in {seconds:.1f}s with {'an empty' if cache == 'empty' else 'a warm'} compile cache")
             if cache == "empty":
                 http_round(url, bench.args.clients, 1, body, seed_base=50_000)  # warm the HTTP path
@@ -46,6 +46,26 @@ def http_stage(bench: Bench, folder: Path, arch: dict, inductor_dir: Path) -> No
                                    "uncompiled_calls": _metric_total(url, "sd_uncompiled_calls_total")})
                 bench.note(f"HTTP, {bench.args.clients} clients, max batch 4: {result['images_per_s']:.2f} images/s, "
                            f"p50 {result['p50_s']:.2f}s, p95 {result['p95_s']:.2f}s")
+        bench.save()
+
+
+def traced_restart_stage(bench: Bench, folder: Path, arch: dict, inductor_dir: Path) -> None:
+    """The warm restart with `--precompile off`: inductor's caches only, so dynamo traces
+    every warmed shape, as before precompiled forwards (engine/precompiled.py). The
+    ahead-of-time compiles of the HTTP stage did not fill the entries dynamo's own compile
+    looks up, so a first start fills them (a compile), and the second is the restart.
+    Against the `warm` row of the HTTP stage (which loads them): what precompiling saves."""
+    from .common import timed_server
+
+    env = {"TORCHINDUCTOR_CACHE_DIR": str(inductor_dir)}
+    flags = [*server_flags(bench, folder, 4), "--precompile", "off"]
+    for cache in ("filling dynamo's entries", "warm"):
+        with timed_server(*flags, cache_dir=bench.work / "models", env=env, timeout=bench.server_timeout(),
+                          log_path=bench.server_log(f"traced-{cache.split()[0]}")) as (url, seconds):
+            bench.cold_starts.append({"model": arch["name"], "cache": cache, "seconds_to_ready": round(seconds, 1),
+                                      "startup_metric_s": _metric(url, "sd_startup_seconds"),
+                                      "max_batch_size": 4, "precompile": "off"})
+            bench.note(f"server with --precompile off ready in {seconds:.1f}s ({cache})")
         bench.save()
 
 
