@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -47,12 +48,16 @@ def server_part(rounds: int) -> None:
             pass
         print(f"--precompile off on that cache, filling dynamo's entries: spawn to ready {filling:.1f}s", flush=True)
         walls: dict[str, list[float]] = {"off": [], "auto": []}
+        log = cache / "server.log"
         for round_index in range(rounds):
             for setting in (("off", "auto") if round_index % 2 == 0 else ("auto", "off")):
-                with timed_server(*FLAGS, "--precompile", setting, cache_dir=cache, timeout=900) as (_, seconds):
+                with timed_server(*FLAGS, "--precompile", setting, "--log-level", "info", cache_dir=cache,
+                                  timeout=900, log_path=log) as (_, seconds):
                     pass
                 walls[setting].append(seconds)
-                print(f"round {round_index + 1}: --precompile {setting}: spawn to ready {seconds:.1f}s", flush=True)
+                said = re.search(r"precompiled forwards: (.*)", log.read_text(errors="replace"))
+                print(f"round {round_index + 1}: --precompile {setting}: spawn to ready {seconds:.1f}s"
+                      + (f" (server: precompiled forwards {said.group(1)})" if said else ""), flush=True)
     print(f"\nserver, {' '.join(FLAGS)}: {len(artifacts)} warmed shapes (UNet and VAE decoder), medians of {rounds}\n")
     print(table(
         ["start", "spawn to ready s"],
