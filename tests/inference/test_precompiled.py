@@ -163,13 +163,6 @@ def test_a_shape_that_cannot_be_precompiled_is_left_to_dynamo_and_not_retried(ca
     assert again.ahead_of_time == 0 and again.lazy_calls > 0
 
 
-def test_without_a_store_the_lazy_compile_serves(cache_dir):
-    compiles = Compiles()
-    model = _load(cache_dir, compiles, None)
-    _warm(model)
-    assert compiles.ahead_of_time == 0 and compiles.lazy_calls > 0
-
-
 def test_a_rejected_guard_falls_back_to_dynamo(caplog):
     calls = []
 
