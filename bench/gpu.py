@@ -10,6 +10,9 @@ note, when its estimated time no longer fits `--budget-s`; the JSON is rewritten
 every row, so a run cut short keeps what it measured):
 
 1. `sd15-eager`: fp16, SDPA, channels_last, VAE slicing (`--compile off`), batch 1 and 4.
+   Then a preflight (seconds, `gpu_preflight.py`): a toy forward with the `auto` preset's
+   settings compiled ahead of time, saved, loaded and run; where that fails, every server
+   runs with `--precompile off` (a failed precompile would compile each shape twice).
 2. `sd15-http`: the server, `--compile auto --max-batch-size 4`, started with an EMPTY
    compile cache (time to ready: load + compile + warm-up of 512x512 x buckets 1, 2, 4);
    8 HTTP clients (images/s, p50/p95); stopped, started again on the now WARM cache
@@ -63,6 +66,7 @@ from pathlib import Path
 
 from . import gpu_configs
 from .gpu_harness import EAGER, ESTIMATES, PLAIN_FP32, SERVER, SERVER_TRACED, Bench
+from .gpu_preflight import precompile_works
 from .gpu_server import eager_start_stage, http_stage, nobatch_stage, traced_restart_stage
 from .gpu_sweep import sweep
 
@@ -89,17 +93,22 @@ def run(bench: Bench) -> None:
         saved = sd15_needed and sd15_eager_and_saved(bench, sd15, folder)
         if sd15_needed and not saved:
             bench.note("SD 1.5 server stages skipped: no saved model for the server")
+        if saved and (not smoke or bench.args.smoke_compile):
+            preflight = bench.attempt("the precompile preflight", precompile_works, bench.device, bench.dtype)
+            bench.precompile = bool(preflight and preflight[0])
+            bench.note(f"precompile preflight: {preflight[1] if preflight else 'raised'}"
+                       + ("" if bench.precompile else "; the servers run with --precompile off"))
         if saved and bench.fits("sd15-http"):
             bench.attempt("HTTP and cold starts", http_stage, bench, folder, sd15, inductor_dir)
         if saved and bench.fits("sd15-server"):
             model = bench.attempt("loading the server path", bench.load_server_path, folder,
-                                  precompiled=inductor_dir / "precompiled")
+                                  precompiled=inductor_dir / "precompiled" if bench.precompile else None)
             if model is not None:
                 bench.note(f"server path: {model.fast_path.summary()}")
                 call = bench.engine_caller(model, sd15["resolution"])
                 for batch in (1, 4):
                     bench.attempt(f"{sd15['name']} server path batch {batch}", bench.measure, call, sd15, SERVER, batch,
-                                  path="engine", precompile="auto")
+                                  path="engine", precompile="auto" if bench.precompile else "off")
                 store = model.compiled_shapes.precompiled_store
                 bench.note(f"server path precompiled forwards: {store.summary() if store else 'none'}")
                 bench.attempt("another sampler on the compiled path", sampler_switch, bench, model, sd15)

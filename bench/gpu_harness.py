@@ -54,6 +54,8 @@ class Bench:
         self.cold_starts: list[dict] = []
         self.notes: list[str] = []
         self.work = Path(args.work_dir or tempfile.mkdtemp(prefix="sd-gpu-bench-"))
+        # The servers' --precompile: auto unless the preflight (gpu_preflight.py) failed.
+        self.precompile = True
         self.environment = {
             "torch": torch.__version__,
             "device": torch.cuda.get_device_name(0) if self.device == "cuda" else platform.processor() or "cpu",

@@ -19,6 +19,8 @@ def server_flags(bench: Bench, folder: Path, max_batch: int) -> list[str]:
         flags += ["--compile", "off", "--warmup-sizes", "native", "--device", "cpu"]
     else:
         flags += ["--compile", "auto"]
+    if not bench.precompile:  # the preflight found precompiled forwards broken here
+        flags += ["--precompile", "off"]
     return flags
 
 
@@ -35,7 +37,7 @@ def http_stage(bench: Bench, folder: Path, arch: dict, inductor_dir: Path) -> No
                           timeout=bench.server_timeout(), log_path=bench.server_log(f"{cache}-cache")) as (url, seconds):
             bench.cold_starts.append({"model": arch["name"], "cache": cache, "seconds_to_ready": round(seconds, 1),
                                       "startup_metric_s": _metric(url, "sd_startup_seconds"),
-                                      "max_batch_size": 4, "precompile": "auto"})
+                                      "max_batch_size": 4, "precompile": "auto" if bench.precompile else "off"})
             bench.note(f"server ready in {seconds:.1f}s with {'an empty' if cache == 'empty' else 'a warm'} compile cache")
             if cache == "empty":
                 http_round(url, bench.args.clients, 1, body, seed_base=50_000)  # warm the HTTP path
