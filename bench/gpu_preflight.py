@@ -41,8 +41,8 @@ def precompile_works(device: str, dtype) -> tuple[bool, str]:
             return PrecompiledForward(name="preflight", module=module, identity="toy", compile_function=torch.compile,
                                       options=inductor_options(mode), store=lambda: store)
 
-        def fallback(*args, **kwargs):
-            raise RuntimeError("the precompiled forward fell back to dynamo")
+        def fallback(*args, **kwargs):  # where the server would use dynamo: eager here, the counts tell
+            return module(*args, **kwargs)
 
         signature = ("toy", tuple(sample.shape))
         expected = module(sample)
