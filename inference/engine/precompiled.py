@@ -233,9 +233,13 @@ class PrecompiledForward:
 
 def module_identity(module: Any, config: Any, extra: dict[str, Any] | None = None) -> str:
     """The architecture a precompiled forward of `module` is valid for: its class, the
-    model config it was built from, the dtype of its weights, its attention processors."""
+    model config it was built from, the dtype of its weights, its attention processors;
+    and the platform (torch, GPU), which the compile cache's key also holds, unless an
+    operator's TORCHINDUCTOR_CACHE_DIR is shared by nodes of several kinds."""
     import json
     from collections.abc import Mapping
+
+    from .compile_cache import platform_fingerprint
 
     processors = getattr(module, "attn_processors", None)
     parameters = getattr(module, "parameters", None)
@@ -245,6 +249,7 @@ def module_identity(module: Any, config: Any, extra: dict[str, Any] | None = Non
         "config": dict(config) if isinstance(config, Mapping) else repr(config),
         "dtype": str(weights.dtype) if weights is not None else None,
         "processors": sorted({type(p).__name__ for p in processors.values()}) if processors else None,
+        "platform": platform_fingerprint(weights.device.type) if weights is not None else None,
         **(extra or {}),
     }
     return json.dumps(described, sort_keys=True, default=str)

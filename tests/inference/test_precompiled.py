@@ -227,6 +227,7 @@ def test_the_artifact_name_depends_on_architecture_and_signature(tmp_path):
     assert module_identity(unet, {"sample_size": 64}) == base
     assert module_identity(unet, {"sample_size": 96}) != base  # another config
     assert module_identity(unet.to(torch.float16), {"sample_size": 64}) != base  # another dtype
+    assert torch.__version__ in base  # and the platform: a shared TORCHINDUCTOR_CACHE_DIR may serve several
     signature = (("tensor", (2, 4, 8, 8), "torch.float32"),)
     path = store.path("unet", base, signature)
     assert path.parent == tmp_path and path.suffix == ARTIFACT_SUFFIX and path.name.startswith("unet-")
