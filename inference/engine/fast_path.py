@@ -260,12 +260,10 @@ def _precompiled(
     # size: another --max-batch-size reuses the shapes it shares with this one).
     extra: dict[str, Any] = {"mode": mode, "inductor": dict(config.inductor), "channels_last": config.channels_last,
              "fuse_qkv": config.fuse_qkv, "fullgraph": config.fullgraph}
-    if processors is not None:  # the VAE's decoder: its processors are listed on the VAE
-        extra["vae_processors"] = sorted({type(p).__name__ for p in processors.values()})
     return PrecompiledForward(
         name=name,
         module=module,
-        identity=module_identity(module, model_config, extra),
+        identity=module_identity(module, model_config, extra, processors),
         compile_function=compile_function,
         options=inductor_options(mode),
         store=lambda: shapes.precompiled_store,

@@ -231,9 +231,12 @@ class PrecompiledForward:
             pass
 
 
-def module_identity(module: Any, config: Any, extra: dict[str, Any] | None = None) -> str:
+def module_identity(
+    module: Any, config: Any, extra: dict[str, Any] | None = None, processors: dict[str, Any] | None = None
+) -> str:
     """The architecture a precompiled forward of `module` is valid for: its class, the
-    model config it was built from, the dtype of its weights, its attention processors;
+    model config it was built from, the dtype of its weights, its attention processors
+    (`processors`, default the module's own: a VAE decoder's are listed on its VAE);
     and the platform (torch, GPU), which the compile cache's key also holds, unless an
     operator's TORCHINDUCTOR_CACHE_DIR is shared by nodes of several kinds."""
     import json
@@ -241,7 +244,8 @@ def module_identity(module: Any, config: Any, extra: dict[str, Any] | None = Non
 
     from .compile_cache import platform_fingerprint
 
-    processors = getattr(module, "attn_processors", None)
+    if processors is None:
+        processors = getattr(module, "attn_processors", None)
     parameters = getattr(module, "parameters", None)
     weights = next(iter(parameters()), None) if parameters is not None else None
     described = {
