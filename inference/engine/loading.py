@@ -92,6 +92,8 @@ class LoadedModel:
     is_sdxl: bool
     # LoRA adapters loaded onto this checkpoint's modules, by name (engine/lora.py).
     loras: dict[str, Any] = field(default_factory=dict)
+    # Their UNet layers, merged into the UNet's weights per batch (engine/lora_merge.py).
+    unet_adapters: Any = None
     # How the pipeline was prepared for speed (engine/fast_path.py): compiled, padded.
     fast_path: FastPathConfig | None = None
     # Which input shapes its compiled modules run (engine/compiled_shapes.py); warm-up closes it.
@@ -246,6 +248,7 @@ def load_model(
     device: DeviceConfig | None = None,
     fast_path: FastPathConfig | None = None,
 ) -> LoadedModel:
+    import torch
     from diffusers import AutoPipelineForText2Image
 
     device = device or choose_device()
@@ -258,6 +261,12 @@ def load_model(
     # and a per-image decode keeps an image independent of what it was batched with.
     pipeline.vae.enable_slicing()
     pipeline.to(device.device)
+    # A server never trains. Compiled code guards on each weight's requires_grad, and
+    # loading a LoRA adapter (PEFT) turns it off: with it off from the start, a forward
+    # precompiled without adapters serves a start with them, and the other way round.
+    for component in pipeline.components.values():
+        if isinstance(component, torch.nn.Module):
+            component.requires_grad_(False)
     # The one place the fast path is applied (--compile): before LoRA adapters load and
     # before any call, since compiling happens at the first call.
     shapes = CompiledShapes()

@@ -123,6 +123,8 @@ class PrecompiledForward:
     functions: dict[Any, Callable[..., Any] | None] = field(default_factory=dict)
     # The signatures whose precompiled function has run once without an error.
     proven: set[Any] = field(default_factory=set)
+    # The signatures whose function was loaded from the store (saved by an earlier start).
+    loaded: set[Any] = field(default_factory=set)
 
     def run(self, signature: Any, args: tuple, kwargs: dict, fallback: Callable[..., Any]) -> Any:
         """`fallback(*args, **kwargs)` (dynamo's lazily compiled forward) where no
@@ -141,7 +143,15 @@ class PrecompiledForward:
         except torch.cuda.OutOfMemoryError:
             raise  # the batch is too big, not the artifact broken: engine/oom.py splits it
         except Exception as error:
-            if isinstance(error, RuntimeError) and GUARD_FAILURE in str(error):
+            guards_rejected = isinstance(error, RuntimeError) and GUARD_FAILURE in str(error)
+            if guards_rejected and signature in self.loaded and signature not in self.proven:
+                # Saved by a start whose module differed in something the file name does
+                # not digest: compiled again for this one, so the next start loads a match.
+                log.warning("%s: a saved precompiled forward's guards rejected this start's module; "
+                            "compiling it ahead of time again: %s", self.name, str(error)[:500])
+                self.loaded.discard(signature)
+                return self._replace(signature, args, kwargs, fallback)
+            if guards_rejected:
                 log.warning("%s: a precompiled forward's guards rejected the call, dynamo compiles it: %s",
                             self.name, str(error)[:500])
             elif signature in self.proven:
@@ -150,6 +160,23 @@ class PrecompiledForward:
                 self._discard(signature, f"its first call failed: {type(error).__name__}: {error}")
             self.functions[signature] = None
             return fallback(*args, **kwargs)
+        self.proven.add(signature)
+        return result
+
+    def _replace(self, signature: Any, args: tuple, kwargs: dict, fallback: Callable[..., Any]) -> Any:
+        store = self.store()
+        function = None
+        if store is not None:
+            store.loaded -= 1
+            function = self._compile_and_save(store.path(self.name, self.identity, signature), args, kwargs)
+            if function is not None:
+                store.saved += 1
+            else:
+                store.fallbacks += 1
+        self.functions[signature] = function
+        if function is None:
+            return fallback(*args, **kwargs)
+        result = function(self.module, *args, **kwargs)
         self.proven.add(signature)
         return result
 
@@ -172,6 +199,7 @@ class PrecompiledForward:
             function = self._load(path) if path.is_file() else None
             if function is not None:
                 store.loaded += 1
+                self.loaded.add(signature)
             elif not path.with_suffix(FAILED_SUFFIX).exists():
                 function = self._compile_and_save(path, args, kwargs)
                 if function is not None:
