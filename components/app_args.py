@@ -187,7 +187,7 @@ class StableDiffusionSettings(TypedDict):
     compile: NotRequired[str]
     """The fast path (`SD_COMPILE`): `auto` compiles the UNet and VAE decoder with CUDA graphs on a GPU and warms every batch size before ready (eager on a CPU), `max` adds max-autotune (a slower first start), `off` serves eager; compiled code is cached on the model cache volume. Default: auto."""
     precompile: NotRequired[str]
-    """The compiled forward of each warmed shape is saved in the compile cache and loaded at the next start instead of traced again (`SD_PRECOMPILE`): `auto` wherever the model compiles with fullgraph (no `loras`), `off` traces every warmed shape at every start (an escape hatch: the API is experimental in PyTorch). Default: auto."""
+    """The compiled forward of each warmed shape is saved in the compile cache and loaded at the next start instead of traced again (`SD_PRECOMPILE`): `auto` wherever the model compiles with fullgraph and static shapes, `off` traces every warmed shape at every start (an escape hatch: the API is experimental in PyTorch). Default: auto."""
     warmup_sizes: NotRequired[list[str]]
     """Image sizes compiled and run at every batch size before a replica is ready (`SD_WARMUP_SIZES`): `WIDTHxHEIGHT` (multiples of 8, at least 64) or `native`; `auto` alone: the model's native size when compiled; `none` alone: no warm-up, each size compiles on its first request. Once warmed, other sizes run eager (never a compile while serving): list every size your clients ask for. Default: [auto]."""
     cors_origins: NotRequired[list[str]]

@@ -43,7 +43,7 @@ class Metrics:
         )
         self.uncompiled_calls = Counter(
             "sd_uncompiled_calls",
-            "Calls of a compiled module (unet, vae_decoder) that ran eager: a shape or LoRA set warm-up did not compile",
+            "Calls of a compiled module (unet, vae_decoder) that ran eager: a shape warm-up did not compile",
             ["module"],
             registry=r,
         )

@@ -262,7 +262,7 @@ class StableDiffusionSettings(ConfigModel):
     eager; compiled code is cached on the model cache volume."""
     precompile: Literal["auto", "off"] = "auto"
     """The compiled forward of each warmed shape is saved in the compile cache and loaded at the next start instead
-    of traced again (`SD_PRECOMPILE`): `auto` wherever the model compiles with fullgraph (no `loras`), `off` traces
+    of traced again (`SD_PRECOMPILE`): `auto` wherever the model compiles with fullgraph and static shapes, `off` traces
     every warmed shape at every start (an escape hatch: the API is experimental in PyTorch)."""
     warmup_sizes: list[Annotated[str, AfterValidator(_check_warmup_size)]] = ["auto"]
     """Image sizes compiled and run at every batch size before a replica is ready (`SD_WARMUP_SIZES`): `WIDTHxHEIGHT`

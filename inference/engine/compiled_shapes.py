@@ -26,10 +26,10 @@ wrong in these ways once a server is ready:
   channels_last: the `--compile off` speed), logged once per shape with the setting that
   would have compiled it. A model that was never warmed (`--warmup-sizes none`) keeps
   compiling each new shape on its first call.
-- **LoRA adapters are constants to the compiled graph**: every active set of adapters
+- **LoRA adapters were constants to the compiled graph**: every active set of adapters
   and weights (`<lora:NAME:0.7>`, any weight a prompt asks for) compiled a graph of its
-  own. The active set is part of what the gate checks (`variant`, set per batch by
-  `generate.run_batch`); warm-up runs none, so a batch with adapters runs eager.
+  own. They are merged into the UNet's weights instead (`lora_merge.py`), which compiled
+  code reads like any input, so the gate never sees them.
 
 `gate_forward` puts this in front of a module: its `forward` becomes a `GatedForward`
 that holds the eager forward and the compiled one and picks per call. Where a compiled
@@ -137,9 +137,6 @@ class CompiledShapes:
     """
 
     learning: bool = True
-    # What else the compiled graphs depend on, set before each pipeline call: the active
-    # LoRA adapters and weights.
-    variant: Any = ()
     admitted: dict[str, set[Signature]] = field(default_factory=dict)
     eager_calls: dict[str, int] = field(default_factory=dict)
     # Told the module's name at each eager call after warm-up (the server's metric).
@@ -150,10 +147,8 @@ class CompiledShapes:
     _logged: set[tuple[str, Signature]] = field(default_factory=set, repr=False)
 
     def admit(
-        self, module: str, signature: Signature, describe: Callable[[], str] = lambda: "", *, with_variant: bool = True
+        self, module: str, signature: Signature, describe: Callable[[], str] = lambda: ""
     ) -> bool:
-        variant = self.variant if with_variant else ()
-        signature = (variant, signature)
         shapes = self.admitted.setdefault(module, set())
         if signature in shapes:
             return True
@@ -167,14 +162,11 @@ class CompiledShapes:
             self.on_eager(module)
         if len(self._logged) < LOGGED_EAGER_SHAPES and (module, signature) not in self._logged:
             self._logged.add((module, signature))
-            if variant:
-                log.warning("%s: LoRA adapters %s run eager (warm-up runs without adapters)", module, variant)
-            else:
-                log.warning(
-                    "%s: %s is not among the shapes compiled before ready, so it runs eager (nothing "
-                    "compiles while serving); add its size to --warmup-sizes (SD_WARMUP_SIZES) to compile it",
-                    module, describe() or "this input shape",
-                )
+            log.warning(
+                "%s: %s is not among the shapes compiled before ready, so it runs eager (nothing "
+                "compiles while serving); add its size to --warmup-sizes (SD_WARMUP_SIZES) to compile it",
+                module, describe() or "this input shape",
+            )
         return False
 
     def close(self) -> None:
@@ -204,14 +196,12 @@ class GatedForward:
         shapes: CompiledShapes,
         *,
         timestep_as_float: bool = False,
-        with_variant: bool = False,
         dynamic_batch: bool = False,
         precompiled: Any = None,
     ):
         self.name = name
         # A PrecompiledForward (engine/precompiled.py) or None: dynamo's lazy compile only.
         self.precompiled = precompiled
-        self.with_variant = with_variant
         self.dynamic_batch = dynamic_batch
         self.eager = eager
         self.compiled = compiled
@@ -224,10 +214,10 @@ class GatedForward:
         if self.timestep_as_float:
             args, kwargs = float_timestep(args, kwargs)
         signature = input_signature(args, kwargs)
-        if self.shapes.admit(self.name, signature, lambda: _shape_text(args, kwargs), with_variant=self.with_variant):
+        if self.shapes.admit(self.name, signature, lambda: _shape_text(args, kwargs)):
             if self.dynamic_batch:
                 mark_batch_dynamic(args, kwargs)
-            elif self.precompiled is not None and not (self.with_variant and self.shapes.variant):
+            elif self.precompiled is not None:
                 return self.precompiled.run(signature, args, kwargs, self.compiled)
             return self.compiled(*args, **kwargs)
         return self.eager(*args, **kwargs)
@@ -243,20 +233,18 @@ def gate_forward(
     shapes: CompiledShapes,
     *,
     timestep_as_float: bool = False,
-    with_variant: bool = False,
     dynamic_batch: bool = False,
     precompiled: Any = None,
     **options: Any,
 ) -> GatedForward:
     """Compile `module.forward` with `compile_function(forward, **options)` (torch.compile:
     lazy, the compile happens at the first call) and put a `GatedForward` in its place.
-    `with_variant`: the module's graphs depend on `shapes.variant` (the UNet's adapters).
     `precompiled`: a PrecompiledForward that, once `shapes.precompiled_store` is set, saves
     and loads the compiled function per signature (the lazy compile is its fallback)."""
     eager = module.forward
     gated = GatedForward(
         name, eager, compile_function(eager, **options), shapes,
-        timestep_as_float=timestep_as_float, with_variant=with_variant, dynamic_batch=dynamic_batch,
+        timestep_as_float=timestep_as_float, dynamic_batch=dynamic_batch,
         precompiled=precompiled,
     )
     module.forward = gated

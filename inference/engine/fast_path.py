@@ -118,18 +118,16 @@ def choose_fast_path(
     device: str,
     *,
     max_batch_size: int = 1,
-    has_loras: bool = False,
     pad_batches: bool | None = None,
     precompile: bool = True,
 ) -> FastPathConfig:
     """The configuration `--compile MODE` means on `device`.
 
-    `has_loras`: LoRA adapters are loaded after this is applied and switched per batch;
-    they attach to the separate q/k/v projections, which a fused attention processor
-    would bypass, so QKV fusion is left off (and the graph may break at adapter code).
-    `pad_batches` overrides the padding decision (tests force it on the CPU, where it
-    changes nothing but speed). `precompile` False (`--precompile off`): dynamo traces
-    every warmed shape at every start, as before precompiled forwards existed.
+    LoRA adapters change nothing here: they are merged into the UNet's weights per batch
+    (`lora_merge.py`), fused projections included. `pad_batches` overrides the padding
+    decision (tests force it on the CPU, where it changes nothing but speed). `precompile`
+    False (`--precompile off`): dynamo traces every warmed shape at every start, as before
+    precompiled forwards existed.
     """
     if mode not in COMPILE_MODES:
         raise ValueError(f"compile mode must be one of {', '.join(COMPILE_MODES)}, not {mode!r}")
@@ -148,17 +146,14 @@ def choose_fast_path(
         else:
             unet_mode = "reduce-overhead" if graphs else "default"
             inductor = AUTO_INDUCTOR
-        if has_loras:
-            reasons.append("LoRA adapters: QKV projections stay separate, graph breaks allowed")
         config = replace(
             config,
-            fuse_qkv=cuda and not has_loras,
+            fuse_qkv=cuda,
             compile_unet=True,
             compile_vae_decoder=True,
             unet_compile_mode=unet_mode,
             vae_compile_mode="max-autotune-no-cudagraphs" if mode == "max" else "default",
-            fullgraph=not has_loras,
-            precompile=precompile and not has_loras,
+            precompile=precompile,
             inductor=tuple(sorted(inductor.items())),
             pad_batches=True,
         )
@@ -226,7 +221,7 @@ def apply_fast_path(
         if config.dynamic_batch:
             unet_options["dynamic"] = None  # dynamic where marked, static elsewhere
         gate_forward(
-            pipeline.unet, "unet", compile_function, shapes, timestep_as_float=True, with_variant=True,
+            pipeline.unet, "unet", compile_function, shapes, timestep_as_float=True,
             dynamic_batch=config.dynamic_batch,
             precompiled=_precompiled(config, "unet", pipeline.unet, getattr(pipeline.unet, "config", None),
                                      compile_function, shapes,

@@ -117,10 +117,7 @@ def run_batch(
     # A fresh scheduler per call: schedulers are stateful (step index, sigmas), and the
     # sampler is part of the batch key.
     pipe.scheduler = build_scheduler(key.sampler, model.scheduler_config)
-    activate(pipe, key.adapters, model.loras)
-    # Compiled graphs hold the adapters' weights as constants: each active set is a
-    # variant of its own, compiled only if warm-up ran it (engine/compiled_shapes.py).
-    model.compiled_shapes.variant = key.adapters
+    activate(pipe, key.adapters, model.loras, model.unet_adapters)
     progress = _Progress(on_step, total=effective_steps(key) if key.hires is not None else None, fallback=effective_steps(key))
     hires = key.hires
     latent_first_pass = hires is not None and hires.is_latent

@@ -5,7 +5,9 @@ path component) with a default WEIGHT (1.0); a Hub repo may be pinned to a REVIS
 tag or commit sha), which the init container's `download` and the server both fetch.
 Adapters are inactive unless a prompt asks for one with `<lora:NAME:WEIGHT>`; the tag is
 removed from the text the encoder sees and the active set becomes part of the batch key, so
-requests with different adapters never share a pipeline call.
+requests with different adapters never share a pipeline call. The UNet's part of every
+adapter is merged into its weights per batch (`lora_merge.py`), so batches with adapters
+run the same compiled graphs as those without; the text encoders keep diffusers' adapter layers.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .hub import split_revision
+from .lora_merge import UnetAdapters, UnsupportedAdapterError
 
 log = logging.getLogger(__name__)
 
@@ -163,12 +166,44 @@ def load_adapters(pipeline: Any, specs: list[LoraSpec], cache_dir: Path) -> dict
     return loaded
 
 
-def activate(pipeline: Any, adapters: ActiveAdapters, loaded: dict[str, LoraSpec]) -> None:
-    """Make exactly `adapters` active on the shared modules for the next call."""
+def take_unet_adapters(pipeline: Any, loaded: dict[str, LoraSpec]) -> UnetAdapters:
+    """Move the adapters' UNet layers out of `pipeline.unet` (`lora_merge.py`) once all
+    are loaded. An adapter that cannot be merged is deleted from the pipeline and from
+    `loaded`, with a warning naming it and why."""
+    while True:
+        try:
+            return UnetAdapters.take_from(pipeline.unet)
+        except UnsupportedAdapterError as error:
+            name = error.adapter
+            log.warning("%s; LoRA %s is not loaded", error, name)
+            pipeline.delete_adapters(name)
+            loaded.pop(name, None)
+
+
+def _text_encoders_with_adapters(pipeline: Any) -> list[Any]:
+    encoders = (getattr(pipeline, name, None) for name in ("text_encoder", "text_encoder_2"))
+    return [encoder for encoder in encoders if encoder is not None and getattr(encoder, "peft_config", None)]
+
+
+def activate(
+    pipeline: Any, adapters: ActiveAdapters, loaded: dict[str, LoraSpec], unet_adapters: UnetAdapters | None = None
+) -> None:
+    """Make exactly `adapters` active for the next call: merged into the UNet's weights,
+    switched on in the text encoders that hold them."""
     if not loaded:
         return
-    if not adapters:
-        pipeline.disable_lora()
-        return
-    pipeline.enable_lora()
-    pipeline.set_adapters([name for name, _ in adapters], [weight for _, weight in adapters])
+    if unet_adapters is not None:
+        unet_adapters.apply(adapters)
+    from diffusers.loaders.lora_base import (
+        disable_lora_for_text_encoder,
+        enable_lora_for_text_encoder,
+        set_adapters_for_text_encoder,
+    )
+
+    for encoder in _text_encoders_with_adapters(pipeline):
+        held = [(name, weight) for name, weight in adapters if name in encoder.peft_config]
+        if held:
+            enable_lora_for_text_encoder(encoder)
+            set_adapters_for_text_encoder([name for name, _ in held], encoder, [weight for _, weight in held])
+        else:
+            disable_lora_for_text_encoder(encoder)

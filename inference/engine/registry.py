@@ -19,7 +19,7 @@ from ..errors import ModelNotFound
 from .builtin import is_builtin
 from .fast_path import FastPathConfig
 from .loading import DeviceConfig, LoadedModel, load_model
-from .lora import LoraSpec, load_adapters
+from .lora import LoraSpec, load_adapters, take_unet_adapters
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +109,8 @@ class ModelRegistry:
                 ref.name, cache_dir=self.cache_dir, revision=ref.revision, device=self.device, fast_path=self.fast_path
             )
             model.loras = self._load_loras(model)
+            if model.loras:
+                model.unet_adapters = take_unet_adapters(model.text2img, model.loras)
             self._loaded[name] = model
             if self._on_load is not None:
                 self._on_load(model)

@@ -155,7 +155,7 @@ class Runtime:
             self.metrics.startup_import_seconds.set(import_seconds)
             device = choose_device(s.device, s.dtype)
             fast_path = choose_fast_path(
-                s.compile, device.device, max_batch_size=s.max_batch_size, has_loras=bool(s.lora),
+                s.compile, device.device, max_batch_size=s.max_batch_size,
                 precompile=s.precompile == "auto",
             )
             self.registry = ModelRegistry(

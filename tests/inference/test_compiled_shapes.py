@@ -107,19 +107,6 @@ def test_an_unwarmed_size_runs_eager_compiles_nothing_and_says_so(warmed, caplog
     model.compiled_shapes.eager_calls.clear()
 
 
-def test_lora_adapters_are_a_variant_that_runs_eager_after_warm_up():
-    shapes = CompiledShapes()
-    signature = (("tensor", (2, 4, 8, 8), "torch.float32"),)
-    assert shapes.admit("unet", signature) and shapes.admit("vae_decoder", signature, with_variant=False)
-    shapes.close()
-    shapes.variant = (("style", 0.7),)
-    assert not shapes.admit("unet", signature)  # a compiled graph bakes the adapters in
-    assert shapes.admit("vae_decoder", signature, with_variant=False)  # the decoder has none
-    shapes.variant = ()
-    assert shapes.admit("unet", signature)
-    assert shapes.eager_calls == {"unet": 1}
-
-
 def test_what_is_remembered_is_bounded_while_learning():
     shapes = CompiledShapes()
     admitted = [shapes.admit("unet", (("value", repr(weight)),)) for weight in range(RECOMPILE_LIMIT + 10)]

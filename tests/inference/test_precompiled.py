@@ -84,9 +84,9 @@ def _warm(model):
     warm_up(lambda key, tasks: run_bucketed(model, key, tasks), model.name, plan, WarmupProgress(), model.compiled_shapes)
 
 
-def _images(model, sampler="DPM++ 2M", count=2):
+def _images(model, sampler="DPM++ 2M", count=2, adapters=()):
     key = BatchKey(model="builtin:tiny", kind="txt2img", width=SIZE, height=SIZE, steps=3,
-                   sampler=resolve(sampler, None), cfg_scale=7.0)
+                   sampler=resolve(sampler, None), cfg_scale=7.0, adapters=adapters)
     tasks = [ImageTask(prompt=f"a prompt {i}", negative_prompt="", seed=40 + i) for i in range(count)]
     return [image.tobytes() for image in run_bucketed(model, key, tasks)]
 
@@ -126,6 +126,32 @@ def test_a_restart_loads_every_shape_and_traces_nothing(first_start, cache_dir):
     eager = _load(cache_dir, Compiles(allowed=False), None, compile_unet=False, compile_vae_decoder=False,
                   precompile=False)
     assert images == _images(eager)  # the eager backend: bit-exact with the plain modules
+
+
+def test_lora_adapters_run_through_the_loaded_artifacts(first_start, cache_dir, tmp_path):
+    """The artifacts take the UNet's weights as inputs: an adapter merged into them
+    (engine/lora_merge.py) changes what a loaded artifact computes, with nothing traced."""
+    from inference.engine.builtin import ensure_builtin
+    from inference.engine.lora import LoraSpec, load_adapters, take_unet_adapters
+
+    from .lora_fixture import make_tiny_lora
+
+    adapter = make_tiny_lora(ensure_builtin("builtin:tiny", cache_dir), tmp_path / "ink")
+
+    def with_adapter(model):
+        model.loras = load_adapters(model.text2img, [LoraSpec(source=str(adapter), name="ink")], cache_dir)
+        model.unet_adapters = take_unet_adapters(model.text2img, model.loras)
+        return model
+
+    store = PrecompiledStore(first_start[2].directory)
+    restarted = with_adapter(_load(cache_dir, Compiles(allowed=False), store))
+    _warm(restarted)
+    assert store.loaded == 5 and store.fallbacks == 0
+    styled = _images(restarted, adapters=(("ink", 0.8),))
+    eager = with_adapter(_load(cache_dir, Compiles(allowed=False), None, compile_unet=False,
+                               compile_vae_decoder=False, precompile=False))
+    assert styled == _images(eager, adapters=(("ink", 0.8),))
+    assert styled != _images(restarted) == _images(first_start[0])
 
 
 def test_an_artifact_whose_guards_reject_the_module_is_compiled_again_and_replaced(first_start, cache_dir, tmp_path,
