@@ -12,7 +12,9 @@ every row, so a run cut short keeps what it measured):
 1. `sd15-eager`: fp16, SDPA, channels_last, VAE slicing (`--compile off`), batch 1 and 4.
    Then a preflight (seconds, `gpu_preflight.py`): a toy forward with the `auto` preset's
    settings compiled ahead of time, saved, loaded and run; where that fails, every server
-   runs with `--precompile off` (a failed precompile would compile each shape twice).
+   runs with `--precompile off` (a failed precompile would compile each shape twice). Its
+   note also says whether a weight changed in place reaches the replayed CUDA graphs (what
+   merged LoRA adapters rely on).
 2. `sd15-http`: the server, `--compile auto --max-batch-size 4`, started with an EMPTY
    compile cache (time to ready: load + compile + warm-up of 512x512 x buckets 1, 2, 4);
    8 HTTP clients (images/s, p50/p95); stopped, started again on the now WARM cache

@@ -8,6 +8,10 @@ with the `auto` preset's UNet settings (CUDA graphs, inductor options, fp16, cha
 goes through the server's own `PrecompiledForward` first: compiled and saved, then loaded
 by a fresh one and run. Seconds; if it fails, the run's servers get `--precompile off` and
 the notes say why.
+
+The same toy then checks what LoRA adapters rely on (`inference/engine/lora_merge.py`):
+a weight changed in place between calls is what the next replay of the loaded artifact's
+CUDA graphs computes with. Its result is a note (no stage runs adapters).
 """
 
 from __future__ import annotations
@@ -56,4 +60,25 @@ def precompile_works(device: str, dtype) -> tuple[bool, str]:
                     (loaded.float() - expected.float()).abs().max().item())
         if error > 0.05:
             return False, f"the precompiled forward's output differs from eager by {error:.3g}"
-        return True, f"compiled, saved, loaded and run ({mode}; largest difference from eager {error:.3g}; {store.summary()})"
+        merged = _in_place_change_seen(module, sample, lambda: loaded_forward.run(signature, (sample,), {}, fallback))
+        return True, (f"compiled, saved, loaded and run ({mode}; largest difference from eager {error:.3g}; "
+                      f"{store.summary()}); {merged}")
+
+
+def _in_place_change_seen(module, sample, replay) -> str:
+    """A merged LoRA's path: change a weight in place (as `lora_merge` does), replay, compare
+    with eager on the changed weight, put the weight back, replay again."""
+    weight = module[2].weight
+    original = weight.clone()
+    weight.add_(0.5)
+    try:
+        expected = module(sample)
+        changed = replay().clone()
+    finally:
+        weight.copy_(original)
+    restored = replay().clone()
+    changed_error = (changed.float() - expected.float()).abs().max().item()
+    restored_error = (restored.float() - module(sample).float()).abs().max().item()
+    seen = changed_error <= 0.05 and restored_error <= 0.05
+    return (f"a weight changed in place {'is' if seen else 'is NOT'} seen by the replayed artifact (LoRA merging: "
+            f"difference from eager {changed_error:.3g} changed, {restored_error:.3g} restored)")
