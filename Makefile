@@ -61,6 +61,7 @@ bench: $(VENV)/.inference
 	$(PY) -m bench.throughput
 	$(PY) -m bench.server_at_gpu_speed --rounds 3
 	$(PY) -m bench.cold_start --runs 5
+	$(PY) -m bench.lora_merge_cpu --rounds 5
 
 # Opt-in: compiling even builtin:tiny's UNet takes minutes on a small CPU.
 bench-compile: $(VENV)/.inference

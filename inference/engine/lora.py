@@ -172,7 +172,7 @@ def take_unet_adapters(pipeline: Any, loaded: dict[str, LoraSpec]) -> UnetAdapte
     `loaded`, with a warning naming it and why."""
     while True:
         try:
-            return UnetAdapters.take_from(pipeline.unet)
+            return UnetAdapters.take_from(pipeline.unet, only=set(loaded))
         except UnsupportedAdapterError as error:
             name = error.adapter
             log.warning("%s; LoRA %s is not loaded", error, name)

@@ -34,6 +34,7 @@ by name at start.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,17 +70,22 @@ class UnetAdapters:
         self.active: tuple[tuple[str, float], ...] = ()
 
     @classmethod
-    def take_from(cls, unet: Any) -> "UnetAdapters":
-        """Detach the PEFT layers diffusers put into `unet` and keep them here; the UNet
-        gets its own layers back. Raises UnsupportedAdapterError (naming the adapter
-        and the layer) for an adapter that cannot be merged by a sum, before changing anything."""
+    def take_from(cls, unet: Any, only: Collection[str] | None = None) -> "UnetAdapters":
+        """Detach the PEFT layers diffusers put into `unet` and keep those of the adapters
+        in `only` (default: all) here; the UNet gets its own layers back. Raises
+        UnsupportedAdapterError (naming the adapter and the layer) for an adapter that
+        cannot be merged by a sum, before changing anything."""
         import torch
         from peft.tuners.lora import LoraLayer
 
         modules = dict(unet.named_modules())
         layers = [(path, module) for path, module in modules.items() if isinstance(module, LoraLayer)]
+
+        def kept(adapter: str) -> bool:  # not one whose loading failed halfway
+            return only is None or adapter in only
+
         for path, layer in layers:
-            for adapter in layer.lora_A:
+            for adapter in filter(kept, layer.lora_A):
                 variant = getattr(layer, "lora_variant", {}).get(adapter)
                 if variant is not None or not hasattr(layer.get_base_layer(), "weight"):
                     kind = type(variant).__name__ if variant is not None else type(layer.get_base_layer()).__name__
@@ -92,19 +98,32 @@ class UnetAdapters:
         names: set[str] = set()
         with torch.no_grad():
             for path, layer in layers:
+                if not any(map(kept, layer.lora_A)):
+                    continue
                 weight = _weight_in_use(modules, path, layer.get_base_layer())
                 key = (weight.data_ptr(), tuple(weight.shape))  # a fused weight's rows are targets of their own
                 target = targets.get(key)
                 if target is None:
                     target = targets[key] = _Target(weight=weight, original=weight.detach().clone())
-                for adapter in layer.lora_A:
+                for adapter in filter(kept, layer.lora_A):
                     target.sources.append((adapter, layer))
                     names.add(adapter)
         unet.unload_lora()
-        for name in sorted(names):
-            touched = sum(1 for t in targets.values() if any(a == name for a, _ in t.sources))
-            log.info("LoRA %s: %d UNet weights, merged per batch", name, touched)
-        return cls(list(targets.values()), names)
+        adapters = cls(list(targets.values()), names)
+        if names:
+            log.info("LoRA %s: %d UNet weights merged per batch; their originals kept (%.0f MiB)",
+                     ", ".join(sorted(names)), adapters.weight_count, adapters.kept_bytes / 2**20)
+        return adapters
+
+    @property
+    def weight_count(self) -> int:
+        """How many weights (or fused weights' row blocks) the adapters target."""
+        return len(self._targets)
+
+    @property
+    def kept_bytes(self) -> int:
+        """The memory the kept originals take."""
+        return sum(target.original.numel() * target.original.element_size() for target in self._targets)
 
     def apply(self, adapters: tuple[tuple[str, float], ...]) -> None:
         """Make the UNet's weights those of `adapters` ((name, weight) pairs; names this

@@ -137,6 +137,20 @@ def test_an_adapter_that_cannot_be_merged_is_named_and_left_out(base, adapters, 
     assert any("LoRA weighted is not loaded" in record.getMessage() for record in caplog.records)
 
 
+def test_only_the_adapters_that_loaded_are_kept(base, adapters):
+    """An adapter whose loading failed halfway may have left layers in the UNet: they are
+    taken out with the others, and nothing of theirs is kept or merged."""
+    from peft import LoraConfig
+
+    pipeline = _pipeline(base)
+    load_adapters(pipeline, [LoraSpec(source=str(adapters["ink"]), name="ink")], base)
+    pipeline.unet.add_adapter(LoraConfig(r=4, use_dora=True, target_modules=["to_q"]), adapter_name="halfway")
+    unet_adapters = UnetAdapters.take_from(pipeline.unet, only={"ink"})
+    assert unet_adapters.names == {"ink"}
+    assert not any(isinstance(module, BaseTunerLayer) for module in pipeline.unet.modules())
+    assert all(name == "ink" for target in unet_adapters._targets for name, _ in target.sources)
+
+
 def _key(adapters=()):
     return BatchKey(
         model="builtin:tiny", kind="txt2img", width=SIZE, height=SIZE, steps=2, sampler=resolve("Euler a", None),
