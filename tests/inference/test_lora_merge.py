@@ -27,7 +27,7 @@ from inference.engine.padded import run_bucketed
 from inference.engine.samplers import resolve
 from inference.engine.warmup import WarmupProgress, warm_up, warmup_plan
 
-from .lora_fixture import make_tiny_lora
+from .lora_fixture import KOHYA_TEXT_LAYERS, make_kohya_lora, make_tiny_lora
 from .test_compiled_shapes import GraphCounter
 
 SIZE = 64
@@ -104,6 +104,32 @@ def test_a_merged_adapter_makes_peft_s_image_and_comes_off_bit_for_bit(base, ada
     after = _state(pipeline.unet)
     assert all(torch.equal(plain_weights[name], after[name]) for name in plain_weights)
     assert np.array_equal(_image(pipeline), plain)
+
+
+def test_a_kohya_lora_with_a_locon_convolution_matches_peft(base, tmp_path):
+    """The file format AUTOMATIC1111 users have, converted by diffusers; with fused
+    projections and channels_last weights, as `auto` runs on CUDA."""
+    kohya = {"kohya": make_kohya_lora(base, tmp_path / "kohya" / "style.safetensors")}
+    pipeline = _pipeline(base, fuse_qkv=True)
+    pipeline.unet.to(memory_format=torch.channels_last)
+    specs = [LoraSpec(source=str(kohya["kohya"]), name="kohya")]
+    loaded = load_adapters(pipeline, specs, base)
+    unet_adapters = take_unet_adapters(pipeline, loaded)
+    convolution = pipeline.unet.down_blocks[0].resnets[0].conv1.weight
+    assert unet_adapters.weight_count > 20
+    text_layers = [module for module in pipeline.text_encoder.modules() if isinstance(module, BaseTunerLayer)]
+    assert len(text_layers) == pipeline.text_encoder.config.num_hidden_layers * len(KOHYA_TEXT_LAYERS)
+    plain = _image(pipeline)
+    before = convolution.clone()
+    activate(pipeline, (("kohya", 0.6),), loaded, unet_adapters)
+    assert not torch.equal(convolution, before)  # the LoCon layer is merged too
+    merged = _image(pipeline)
+    reference = _pipeline(base)
+    reference.load_lora_weights(str(kohya["kohya"].parent), weight_name=kohya["kohya"].name, adapter_name="kohya")
+    reference.set_adapters(["kohya"], [0.6])
+    assert np.abs(merged - _image(reference)).max() < 1e-4 < np.abs(merged - plain).max()
+    activate(pipeline, (), loaded, unet_adapters)
+    assert torch.equal(convolution, before) and np.array_equal(_image(pipeline), plain)
 
 
 def test_several_adapters_and_text_encoder_layers_match_peft(base, adapters):
