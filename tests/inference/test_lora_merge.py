@@ -217,3 +217,44 @@ def test_a_compiled_unet_runs_adapters_through_its_warmed_graphs(cache_dir, adap
     ungate(model.text2img.unet)
     ungate(model.text2img.vae.decoder)
     assert [image.tobytes() for image in run_bucketed(model, _key((("glow", 0.9),)), _tasks(2))] == styled
+
+
+def test_an_sdxl_adapter_with_second_text_encoder_layers_matches_peft(cache_dir, tmp_path):
+    from diffusers import StableDiffusionXLPipeline
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    base = ensure_builtin("builtin:tiny-sdxl", cache_dir)
+    source = StableDiffusionXLPipeline.from_pretrained(str(base))
+    source.unet.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights="gaussian", target_modules=["to_q", "to_v"]))
+    source.text_encoder_2.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights="gaussian",
+                                                 target_modules=["q_proj", "v_proj"]))
+    generator = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for module in (source.unet, source.text_encoder_2):
+            for name, parameter in module.named_parameters():
+                if "lora_B" in name:
+                    parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
+    StableDiffusionXLPipeline.save_lora_weights(
+        str(tmp_path / "xl"), unet_lora_layers=get_peft_model_state_dict(source.unet),
+        text_encoder_2_lora_layers=get_peft_model_state_dict(source.text_encoder_2), safe_serialization=True,
+    )
+
+    def pipeline():
+        loaded = StableDiffusionXLPipeline.from_pretrained(str(base))
+        loaded.set_progress_bar_config(disable=True)
+        return loaded
+
+    merged = pipeline()
+    loaded = load_adapters(merged, [LoraSpec(source=str(tmp_path / "xl"), name="xl")], cache_dir)
+    unet_adapters = take_unet_adapters(merged, loaded)
+    assert unet_adapters.names == {"xl"}
+    plain = _image(merged)
+    activate(merged, (("xl", 0.9),), loaded, unet_adapters)
+    styled = _image(merged)
+    reference = pipeline()
+    reference.load_lora_weights(str(tmp_path / "xl"), adapter_name="xl")
+    reference.set_adapters(["xl"], [0.9])
+    assert np.abs(styled - _image(reference)).max() < 1e-4 < np.abs(styled - plain).max()
+    activate(merged, (), loaded, unet_adapters)
+    assert np.array_equal(_image(merged), plain)
