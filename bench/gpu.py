@@ -25,7 +25,9 @@ every row, so a run cut short keeps what it measured):
    "pipeline alone" that HTTP is compared with, and the it/s target; each shape's forward
    is loaded precompiled from what the HTTP stage's server saved, as a restarted replica
    does. Then one note: the first call with DPM++ 2M (int64 timesteps) after Euler a,
-   which must not recompile.
+   which must not recompile. Then `sd15-lora` (part of `sd15-server`, on its model):
+   batch 1 with a rank-16 LoRA merged into the weights (it/s must equal the plain row's,
+   no eager call) and the switch timed.
 4. `sd15-nobatch`: the server again with `--max-batch-size 1`, 8 clients: the batching
    gain through HTTP. Then `sd15-eager-start`: spawn to ready with `--compile off` (the
    cold-start target without compilation, < 10 s), and `sd15-server-traced`: batch 1 on
@@ -64,16 +66,17 @@ import argparse
 import json
 import os
 import statistics
+import time
 from pathlib import Path
 
 from . import gpu_configs
-from .gpu_harness import EAGER, ESTIMATES, PLAIN_FP32, SERVER, SERVER_TRACED, Bench
+from .gpu_harness import EAGER, ESTIMATES, PLAIN_FP32, SERVER, SERVER_LORA, SERVER_TRACED, Bench
 from .gpu_preflight import precompile_works
 from .gpu_server import eager_start_stage, http_stage, nobatch_stage, traced_restart_stage
 from .gpu_sweep import sweep
 
 # The stages that use the built-and-saved SD 1.5 (the fp32 baseline builds its own).
-SD15_PIPELINE_STAGES = ("sd15-eager", "sd15-http", "sd15-server", "sd15-nobatch", "sd15-eager-start",
+SD15_PIPELINE_STAGES = ("sd15-eager", "sd15-http", "sd15-server", "sd15-lora", "sd15-nobatch", "sd15-eager-start",
                         "sd15-server-traced", "sd15-sweep", "sd15-restart-traced")
 
 
@@ -114,6 +117,8 @@ def run(bench: Bench) -> None:
                 store = model.compiled_shapes.precompiled_store
                 bench.note(f"server path precompiled forwards: {store.summary() if store else 'none'}")
                 bench.attempt("another sampler on the compiled path", sampler_switch, bench, model, sd15)
+                if bench.fits("sd15-lora"):
+                    bench.attempt("a LoRA batch on the server path", lora_batches, bench, model, sd15)
         if saved and bench.fits("sd15-nobatch"):
             bench.attempt("HTTP without batching", nobatch_stage, bench, folder, sd15, inductor_dir)
         if saved and bench.fits("sd15-eager-start"):
@@ -160,6 +165,53 @@ def sampler_switch(bench: Bench, model, arch: dict) -> None:
         f" (compiled UNet shapes {graphs_before} -> {model.compiled_shapes.compiled_count('unet')},"
         f" eager calls {model.compiled_shapes.eager_calls or 0})"
     )
+
+
+def lora_batches(bench: Bench, model, arch: dict) -> None:
+    """Batch 1 on the server path with a rank-16 LoRA on the attention projections (random,
+    made with PEFT and taken out of the UNet as the server does): merged into the weights
+    (inference/engine/lora_merge.py), it runs the warmed graphs, so "LoRA / plain" must be
+    about 1.0 with no eager call; and the switch, timed both ways. The model's weights are
+    exactly the plain ones again afterwards (the sweep uses it)."""
+    import torch
+    from peft import LoraConfig
+
+    from inference.engine.lora import LoraSpec
+    from inference.engine.lora_merge import UnetAdapters
+
+    unet = model.text2img.unet
+    unet.add_adapter(LoraConfig(r=16, lora_alpha=16, init_lora_weights="gaussian",
+                                target_modules=["to_q", "to_k", "to_v", "to_out.0"]), adapter_name="style")
+    with torch.no_grad():
+        for name, parameter in unet.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(std=0.01)
+    adapters = UnetAdapters.take_from(unet)
+    model.loras, model.unet_adapters = {"style": LoraSpec(source="random", name="style")}, adapters
+    try:
+        def switch(active) -> float:
+            bench.sync()
+            started = time.perf_counter()
+            adapters.apply(active)
+            bench.sync()
+            return time.perf_counter() - started
+
+        merges, restores = [], []
+        for _ in range(5):
+            merges.append(switch((("style", 0.8),)))
+            restores.append(switch(()))
+        eager_before = sum(model.compiled_shapes.eager_calls.values())
+        call = bench.engine_caller(model, arch["resolution"], adapters=(("style", 0.8),))
+        bench.measure(call, arch, SERVER_LORA, 1, path="engine")
+        eager_calls = sum(model.compiled_shapes.eager_calls.values()) - eager_before
+        bench.note(
+            f"{arch['name']} LoRA (rank 16, {adapters.weight_count} weights, originals {adapters.kept_bytes / 2**20:.0f}"
+            f" MiB): switch to it {statistics.median(merges) * 1000:.1f} ms, back {statistics.median(restores) * 1000:.1f}"
+            f" ms (medians of 5); eager calls during its batches: {eager_calls}"
+        )
+    finally:
+        adapters.apply(())
+        model.loras, model.unet_adapters = {}, None
 
 
 def sd15_eager_and_saved(bench: Bench, arch: dict, folder: Path) -> bool:
@@ -241,6 +293,9 @@ def report(data: dict) -> str:
                     lines.append(f"{model} batch {batch}: server default / eager = "
                                  f"{fast['it_per_s'] / eager['it_per_s']:.2f}x it/s, "
                                  f"{fast['images_per_s'] / eager['images_per_s']:.2f}x images/s")
+            lora, fast = by_key.get((model, SERVER_LORA, 1)), by_key.get((model, SERVER, 1))
+            if lora and fast and lora.get("it_per_s") and fast.get("it_per_s"):
+                lines.append(f"{model} batch 1: a LoRA merged / plain = {lora['it_per_s'] / fast['it_per_s']:.3f}x it/s")
             traced, fast = by_key.get((model, SERVER_TRACED, 1)), by_key.get((model, SERVER, 1))
             if traced and fast and traced.get("it_per_s") and fast.get("it_per_s"):
                 lines.append(f"{model} batch 1: precompiled forwards / dynamo's (--precompile off) = "

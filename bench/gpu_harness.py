@@ -21,6 +21,7 @@ from . import gpu_configs
 EAGER = "eager (--compile off)"
 SERVER = "server default (--compile auto)"
 SERVER_TRACED = "server default, --precompile off"
+SERVER_LORA = "server default, a LoRA merged"
 PLAIN_FP32 = "plain fp32 (eager)"
 
 # Estimated seconds per stage on an H100 (from bench/results/h100-gpu.json: ~50 s per
@@ -29,6 +30,7 @@ ESTIMATES = {
     "sd15-eager": 20,
     "sd15-http": 290,  # 4 warm-up shapes (buckets 1, 2, 4 with CFG, 1 without) compiled, then a warm restart
     "sd15-server": 60,
+    "sd15-lora": 15,  # no compile: the warmed graphs with merged weights
     "sd15-nobatch": 60,
     "sd15-eager-start": 25,
     "sd15-server-traced": 120,  # batch 1 compiled by dynamo (2 UNet rows and the decoder), then measured
@@ -235,15 +237,16 @@ class Bench:
 
         return call
 
-    def engine_caller(self, model, resolution: int, sampler: str | None = None):
-        """(batch, steps) -> seconds for the server worker's own call (`run_bucketed`)."""
+    def engine_caller(self, model, resolution: int, sampler: str | None = None, adapters: tuple = ()):
+        """(batch, steps) -> seconds for the server worker's own call (`run_bucketed`);
+        `adapters`: the batch's LoRA (name, weight) pairs, as a `<lora:...>` tag gives them."""
         from inference.engine.generate import BatchKey, ImageTask
         from inference.engine.padded import run_bucketed
         from inference.engine.samplers import resolve
 
         def call(batch: int, steps: int) -> float:
             key = BatchKey(model=model.name, kind="txt2img", width=resolution, height=resolution, steps=steps,
-                           sampler=resolve(sampler, None), cfg_scale=7.0)
+                           sampler=resolve(sampler, None), cfg_scale=7.0, adapters=adapters)
             tasks = [ImageTask(prompt=f"prompt {i}", negative_prompt="", seed=i) for i in range(batch)]
             self.sync()
             started = time.perf_counter()
