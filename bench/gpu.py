@@ -201,7 +201,7 @@ def lora_batches(bench: Bench, model, arch: dict) -> None:
             merges.append(switch((("style", 0.8),)))
             restores.append(switch(()))
         eager_before = sum(model.compiled_shapes.eager_calls.values())
-        call = bench.engine_caller(model, arch["resolution"], adapters=(("style", 0.8),))
+        call = bench.engine_caller(model, arch["resolution"], adapters=(("style", 0.8, 0.8),))
         bench.measure(call, arch, SERVER_LORA, 1, path="engine")
         eager_calls = sum(model.compiled_shapes.eager_calls.values()) - eager_before
         bench.note(

@@ -40,7 +40,7 @@ class BatchKey:
     sampler: SamplerChoice
     cfg_scale: float
     denoising_strength: float | None = None
-    adapters: ActiveAdapters = ()  # LoRA (name, weight) pairs active for this call
+    adapters: ActiveAdapters = ()  # LoRA (name, text encoder weight, UNet weight) active for this call
     hires: HiresSpec | None = None  # txt2img only: the hires fix's second pass
     # kind "upscale": the extras spec (engine/extras.py's ExtrasSpec; typed `object` because
     # extras.py imports this module and tests/inference/test_layers.py forbids import cycles)

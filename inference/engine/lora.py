@@ -13,6 +13,7 @@ run the same compiled graphs as those without; the text encoders keep diffusers'
 from __future__ import annotations
 
 import logging
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +24,12 @@ from .lora_merge import UnetAdapters, UnsupportedAdapterError
 
 log = logging.getLogger(__name__)
 
-_TAG = re.compile(r"<lora:([^:>]+)(?::([^:>]*))?(?::[^>]*)?>", re.IGNORECASE)
+_TAG = re.compile(r"<lora:([^:>]+)((?::[^:>]*)*)>", re.IGNORECASE)
 
-# (name, weight) pairs, sorted by name: hashable, so it can be part of a batch key.
-ActiveAdapters = tuple[tuple[str, float], ...]
+# (name, text encoder weight, UNet weight), sorted by name: hashable, so it can be part
+# of a batch key. AUTOMATIC1111's `<lora:NAME:TE[:UNET[:DYN]]>` (or `te=`, `unet=`,
+# `dyn=`) weighs the two apart; one weight is both.
+ActiveAdapters = tuple[tuple[str, float, float], ...]
 
 
 class LoraSpecError(ValueError):
@@ -88,19 +91,52 @@ class UnknownLoraError(ValueError):
         self.name = name
 
 
+def _tag_weights(name: str, parameters: str, default: float) -> tuple[float, float]:
+    """(text encoder, UNet) weights of `<lora:NAME` + `parameters` + `>`, as AUTOMATIC1111
+    reads them: positional TE, UNET, DYN or named `te=`, `unet=`, `dyn=`; UNET defaults
+    to TE, TE to the adapter's default weight. DYN (a LyCORIS rank limit) is accepted and
+    has no effect on a LoRA."""
+    tag = f"<lora:{name}{parameters}>"
+    positional: list[str] = []
+    named: dict[str, str] = {}
+    for item in parameters.split(":")[1:]:
+        key, equals, value = item.partition("=")
+        if equals:
+            named[key.strip().lower()] = value.strip()
+        else:
+            positional.append(item.strip())
+    unknown = sorted(set(named) - {"te", "unet", "dyn"})
+    if unknown:
+        raise ValueError(f"{tag}: unknown parameter {', '.join(unknown)}; a LoRA tag takes te=, unet= and dyn=")
+    if len(positional) > 3:
+        raise ValueError(f"{tag}: expected <lora:NAME:TE_WEIGHT:UNET_WEIGHT:DYN> at most")
+    values = dict(zip(("te", "unet", "dyn"), positional, strict=False)) | named
+    for key in ("te", "unet"):
+        if values.get(key, "") and not _is_finite_number(values[key]):
+            label = f"{key} weight" if key in named or key == "unet" else "weight"
+            raise ValueError(f"{tag}: the {label} must be a number")
+    if values.get("dyn", "") and not values["dyn"].isdigit():
+        raise ValueError(f"{tag}: dyn must be a whole number")
+    te = float(values["te"]) if values.get("te") else default
+    unet = float(values["unet"]) if values.get("unet") else te
+    return te, unet
+
+
+def _is_finite_number(text: str) -> bool:
+    return _is_number(text) and math.isfinite(float(text))
+
+
 def extract_adapters(prompt: str, available: dict[str, LoraSpec]) -> tuple[str, ActiveAdapters]:
-    """Remove `<lora:NAME[:WEIGHT]>` tags; return the clean prompt and the active adapters."""
-    wanted: dict[str, float] = {}
+    """Remove `<lora:NAME[:WEIGHT...]>` tags; return the clean prompt and the active adapters."""
+    wanted: dict[str, tuple[float, float]] = {}
     for match in _TAG.finditer(prompt):
-        name, weight_text = match.group(1).strip(), (match.group(2) or "").strip()
+        name = match.group(1).strip()
         if name not in available:
             raise UnknownLoraError(name, sorted(available))
-        if weight_text and not _is_number(weight_text):
-            raise ValueError(f"<lora:{name}:{weight_text}>: the weight must be a number")
-        wanted[name] = float(weight_text) if weight_text else available[name].weight
+        wanted[name] = _tag_weights(name, match.group(2), available[name].weight)
     clean = re.sub(r"\s+,", ",", _TAG.sub("", prompt))  # "a <lora:x>, b" -> "a, b"
     clean = re.sub(r"[ \t]{2,}", " ", clean).strip(" ,")
-    return clean, tuple(sorted(wanted.items()))
+    return clean, tuple((name, te, unet) for name, (te, unet) in sorted(wanted.items()))
 
 
 # What diffusers' `load_lora_weights` takes from a repo when given no file name: a
@@ -193,7 +229,7 @@ def activate(
     if not loaded:
         return
     if unet_adapters is not None:
-        unet_adapters.apply(adapters)
+        unet_adapters.apply(tuple((name, unet) for name, _, unet in adapters))
     from diffusers.loaders.lora_base import (
         disable_lora_for_text_encoder,
         enable_lora_for_text_encoder,
@@ -201,7 +237,7 @@ def activate(
     )
 
     for encoder in _text_encoders_with_adapters(pipeline):
-        held = [(name, weight) for name, weight in adapters if name in encoder.peft_config]
+        held = [(name, te) for name, te, _ in adapters if name in encoder.peft_config and te != 0]
         if held:
             enable_lora_for_text_encoder(encoder)
             set_adapters_for_text_encoder([name for name, _ in held], encoder, [weight for _, weight in held])

@@ -127,7 +127,9 @@ def _hires_fields(req: GenerationRequest, key: BatchKey) -> dict:
 
 
 def _adapters_text(key: BatchKey) -> str:
-    return ", ".join(f"{name}:{_number(weight)}" for name, weight in key.adapters)
+    return ", ".join(
+        f"{name}:{_number(te)}" + ("" if unet == te else f":{_number(unet)}") for name, te, unet in key.adapters
+    )
 
 
 def _number(value: float) -> float | int:

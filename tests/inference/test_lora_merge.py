@@ -94,7 +94,7 @@ def test_a_merged_adapter_makes_peft_s_image_and_comes_off_bit_for_bit(base, ada
         assert any(getattr(module, "fused_projections", False) for module in pipeline.unet.modules())
     plain_weights, plain = _state(pipeline.unet), _image(pipeline)
 
-    activate(pipeline, (("ink", 0.7),), loaded, unet_adapters)
+    activate(pipeline, (("ink", 0.7, 0.7),), loaded, unet_adapters)
     merged = _image(pipeline)
     reference = _reference(base, {"ink": adapters["ink"]}, [("ink", 0.7)])
     assert np.abs(merged - reference).max() < 1e-4
@@ -121,7 +121,7 @@ def test_a_kohya_lora_with_a_locon_convolution_matches_peft(base, tmp_path):
     assert len(text_layers) == pipeline.text_encoder.config.num_hidden_layers * len(KOHYA_TEXT_LAYERS)
     plain = _image(pipeline)
     before = convolution.clone()
-    activate(pipeline, (("kohya", 0.6),), loaded, unet_adapters)
+    activate(pipeline, (("kohya", 0.6, 0.6),), loaded, unet_adapters)
     assert not torch.equal(convolution, before)  # the LoCon layer is merged too
     merged = _image(pipeline)
     reference = _pipeline(base)
@@ -139,9 +139,12 @@ def test_several_adapters_and_text_encoder_layers_match_peft(base, adapters):
     assert any(isinstance(module, BaseTunerLayer) for module in pipeline.text_encoder.modules())
     plain = _image(pipeline)
     for active in ((("glow", 1.0),), (("glow", 0.5), ("ink", 0.8))):
-        activate(pipeline, active, loaded, unet_adapters)
+        activate(pipeline, tuple((name, weight, weight) for name, weight in active), loaded, unet_adapters)
         assert np.abs(_image(pipeline) - _reference(base, adapters, list(active))).max() < 1e-4, active
-    activate(pipeline, (("glow", 0.0),), loaded, unet_adapters)  # weight 0: as if absent
+    # AUTOMATIC1111's <lora:glow:0.9:0.3>: the text encoder and the UNet weighed apart.
+    activate(pipeline, (("glow", 0.9, 0.3),), loaded, unet_adapters)
+    assert np.abs(_image(pipeline) - _reference(base, adapters, [("glow", {"text_encoder": 0.9, "unet": 0.3})])).max() < 1e-4
+    activate(pipeline, (("glow", 0.0, 0.0),), loaded, unet_adapters)  # weight 0: as if absent
     assert unet_adapters.active == ()
     activate(pipeline, (), loaded, unet_adapters)
     assert np.array_equal(_image(pipeline), plain)
@@ -206,8 +209,8 @@ def test_a_compiled_unet_runs_adapters_through_its_warmed_graphs(cache_dir, adap
     warmed = counter.graphs()
     plain = [image.tobytes() for image in run_bucketed(model, _key(), _tasks(2))]
 
-    styled = [image.tobytes() for image in run_bucketed(model, _key((("glow", 0.9),)), _tasks(2))]
-    reweighted = [image.tobytes() for image in run_bucketed(model, _key((("glow", 0.4),)), _tasks(2))]
+    styled = [image.tobytes() for image in run_bucketed(model, _key((("glow", 0.9, 0.9),)), _tasks(2))]
+    reweighted = [image.tobytes() for image in run_bucketed(model, _key((("glow", 0.4, 0.4),)), _tasks(2))]
     assert counter.graphs() == warmed  # no adapter set, no weight compiled anything
     assert model.compiled_shapes.eager_calls == {}  # and every call ran compiled code
     assert len({styled[0], reweighted[0], plain[0]}) == 3
@@ -216,7 +219,7 @@ def test_a_compiled_unet_runs_adapters_through_its_warmed_graphs(cache_dir, adap
     # The compiled graphs read the merged weights: the eager UNet makes the same bits.
     ungate(model.text2img.unet)
     ungate(model.text2img.vae.decoder)
-    assert [image.tobytes() for image in run_bucketed(model, _key((("glow", 0.9),)), _tasks(2))] == styled
+    assert [image.tobytes() for image in run_bucketed(model, _key((("glow", 0.9, 0.9),)), _tasks(2))] == styled
 
 
 def test_an_sdxl_adapter_with_second_text_encoder_layers_matches_peft(cache_dir, tmp_path):
@@ -250,7 +253,7 @@ def test_an_sdxl_adapter_with_second_text_encoder_layers_matches_peft(cache_dir,
     unet_adapters = take_unet_adapters(merged, loaded)
     assert unet_adapters.names == {"xl"}
     plain = _image(merged)
-    activate(merged, (("xl", 0.9),), loaded, unet_adapters)
+    activate(merged, (("xl", 0.9, 0.9),), loaded, unet_adapters)
     styled = _image(merged)
     reference = pipeline()
     reference.load_lora_weights(str(tmp_path / "xl"), adapter_name="xl")

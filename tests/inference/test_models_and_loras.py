@@ -73,7 +73,7 @@ def test_an_adapter_changes_the_image_and_weight_zero_equals_none(served):
     assert _pixels(_txt2img(client, "a cat <lora:ink:0>")) == base
     assert _pixels(_txt2img(client, "a cat")) == base  # nothing stays active afterwards
     key, prompts = recorder.calls[-3]
-    assert prompts == ["a cat"] and key.adapters == (("ink", 1.0),)  # the encoder never sees the tag
+    assert prompts == ["a cat"] and key.adapters == (("ink", 1.0, 1.0),)  # the encoder never sees the tag
     info = info_of(with_lora)
     assert info["extra_generation_params"] == {"LoRA": "ink:1"}
     parsed = parse_infotext(decode_png(with_lora.json()["images"][0]).text["parameters"])
@@ -84,7 +84,20 @@ def test_a_tag_without_weight_uses_the_default_weight_of_the_flag(served):
     client, recorder, _ = served
     assert _txt2img(client, "<lora:ink> a dog").status_code == 200
     key, prompts = recorder.calls[-1]
-    assert key.adapters == (("ink", 0.8),) and prompts == ["a dog"]
+    assert key.adapters == (("ink", 0.8, 0.8),) and prompts == ["a dog"]
+
+
+def test_a1111_text_encoder_and_unet_weights_reach_the_batch_and_the_infotext(served):
+    client, recorder, _ = served
+    response = _txt2img(client, "a dog <lora:ink:0.5:1.5>")
+    key, prompts = recorder.calls[-1]
+    assert key.adapters == (("ink", 0.5, 1.5),) and prompts == ["a dog"]
+    assert info_of(response)["extra_generation_params"]["LoRA"] == "ink:0.5:1.5"
+    # The adapter has UNet layers only: its UNet weight changes the image, not its text one.
+    assert _pixels(response) != _pixels(_txt2img(client, "a dog <lora:ink:0.5:1>"))
+    assert _pixels(_txt2img(client, "a dog <lora:ink:0:1.5>")) == _pixels(response)
+    bad = _txt2img(client, "a dog <lora:ink:lbw=OUTALL>")
+    assert bad.status_code == 422 and "unknown parameter lbw" in bad.text
 
 
 def test_requests_with_different_adapters_are_never_batched_together(served):

@@ -147,10 +147,10 @@ def test_lora_adapters_run_through_the_loaded_artifacts(first_start, cache_dir, 
     restarted = with_adapter(_load(cache_dir, Compiles(allowed=False), store))
     _warm(restarted)
     assert store.loaded == 5 and store.fallbacks == 0
-    styled = _images(restarted, adapters=(("ink", 0.8),))
+    styled = _images(restarted, adapters=(("ink", 0.8, 0.8),))
     eager = with_adapter(_load(cache_dir, Compiles(allowed=False), None, compile_unet=False,
                                compile_vae_decoder=False, precompile=False))
-    assert styled == _images(eager, adapters=(("ink", 0.8),))
+    assert styled == _images(eager, adapters=(("ink", 0.8, 0.8),))
     assert styled != _images(restarted) == _images(first_start[0])
 
 
