@@ -109,7 +109,9 @@ class ModelRegistry:
                 ref.name, cache_dir=self.cache_dir, revision=ref.revision, device=self.device, fast_path=self.fast_path
             )
             model.loras = self._load_loras(model)
-            if model.loras:
+            if self.lora_specs:
+                # Also when none loaded: a load that failed halfway (an SD 1.5 adapter on
+                # SDXL) leaves its layers in the UNet, and the compiled graph must not hold them.
                 model.unet_adapters = take_unet_adapters(model.text2img, model.loras)
             self._loaded[name] = model
             if self._on_load is not None:

@@ -180,6 +180,21 @@ def test_only_the_adapters_that_loaded_are_kept(base, adapters):
     assert all(name == "ink" for target in unet_adapters._targets for name, _ in target.sources)
 
 
+def test_an_adapter_that_does_not_fit_leaves_nothing_in_the_unet(cache_dir, adapters, caplog):
+    """diffusers leaves the layers of a load that failed (an SD 1.5 adapter on SDXL) in
+    the UNet; the server's load takes them out with the rest."""
+    from inference.engine.loading import choose_device
+    from inference.engine.registry import ModelRef, ModelRegistry
+
+    registry = ModelRegistry([ModelRef("builtin:tiny-sdxl")], cache_dir=cache_dir, device=choose_device("cpu"),
+                             loras=[LoraSpec(source=str(adapters["ink"]), name="ink")])
+    with caplog.at_level(logging.WARNING, logger="inference.engine.registry"):
+        model = registry.get("builtin:tiny-sdxl")
+    assert model.loras == {} and model.unet_adapters.names == frozenset()
+    assert not any(isinstance(module, BaseTunerLayer) for module in model.text2img.unet.modules())
+    assert "LoRA ink does not fit builtin:tiny-sdxl" in caplog.text
+
+
 def _key(adapters=()):
     return BatchKey(
         model="builtin:tiny", kind="txt2img", width=SIZE, height=SIZE, steps=2, sampler=resolve("Euler a", None),
