@@ -67,7 +67,9 @@ class UnetAdapters:
     def __init__(self, targets: list[_Target], names: set[str]):
         self._targets = targets
         self.names = frozenset(names)
-        self.active: tuple[tuple[str, float], ...] = ()
+        # What the weights hold; None while a switch is under way (or failed midway, say
+        # out of memory): the next `apply` then rewrites every target instead of trusting it.
+        self.active: tuple[tuple[str, float], ...] | None = ()
 
     @classmethod
     def take_from(cls, unet: Any, only: Collection[str] | None = None) -> "UnetAdapters":
@@ -134,6 +136,7 @@ class UnetAdapters:
             return
         import torch
 
+        self.active = None
         with torch.no_grad():
             for target in self._targets:
                 parts = [(wanted[name], layer, name) for name, layer in target.sources if name in wanted]
@@ -142,11 +145,11 @@ class UnetAdapters:
                         target.weight.copy_(target.original)
                         target.merged = False
                     continue
+                target.merged = True  # from here on its values may be anything but the original
                 merged = target.original.to(torch.float32, copy=True)  # .float() of float32 is the original itself
                 for weight, layer, name in parts:
                     merged += weight * layer.get_delta_weight(name).float()
                 target.weight.copy_(merged)
-                target.merged = True
         self.active = active
 
 

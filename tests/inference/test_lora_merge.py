@@ -150,6 +150,24 @@ def test_several_adapters_and_text_encoder_layers_match_peft(base, adapters):
     assert np.array_equal(_image(pipeline), plain)
 
 
+def test_a_switch_that_fails_midway_is_redone_in_full(base, adapters):
+    """Out of memory in the middle of a merge leaves some weights merged: the next batch
+    must not trust the set it asks for to be in place, even the one that was."""
+    pipeline, loaded, unet_adapters = _merged(base, adapters)
+    activate(pipeline, (("ink", 0.7, 0.7),), loaded, unet_adapters)
+    ink = _state(pipeline.unet)
+    layers = [layer for target in unet_adapters._targets for name, layer in target.sources if name == "glow"]
+    failing = layers[len(layers) // 2]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(failing, "get_delta_weight", lambda name: (_ for _ in ()).throw(torch.OutOfMemoryError()))
+        with pytest.raises(torch.OutOfMemoryError):
+            activate(pipeline, (("glow", 1.0, 1.0),), loaded, unet_adapters)
+    assert unet_adapters.active is None
+    activate(pipeline, (("ink", 0.7, 0.7),), loaded, unet_adapters)
+    after = _state(pipeline.unet)
+    assert all(torch.equal(ink[name], after[name]) for name in ink)
+
+
 def test_an_adapter_that_cannot_be_merged_is_named_and_left_out(base, adapters, caplog):
     from peft import LoraConfig
 
