@@ -201,6 +201,8 @@ def _hires_pass(model: LoadedModel, key: BatchKey, hires: HiresSpec, tasks, firs
         if not hires.denoises:
             return upscaled
     pipe.scheduler = build_scheduler(hires.sampler, model.scheduler_config)
+    if hires.adapters is not None:  # hr_prompt's own LoRA tags, as A1111 activates them
+        activate(pipe, hires.adapters, model.loras, model.unet_adapters)
     progress.offset = key.steps
     arguments = dict(
         prompt=[t.prompt if t.hr_prompt is None else t.hr_prompt for t in tasks],

@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from .lora import ActiveAdapters
 from .samplers import SamplerChoice
 
 # A1111's latent upscale modes: name -> (torch interpolate mode, antialias).
@@ -38,6 +39,9 @@ class HiresSpec:
     steps: int  # denoising steps of the second pass (hr_second_pass_steps, or the first pass's)
     denoising_strength: float
     sampler: SamplerChoice
+    # The LoRA adapters of the second pass where `hr_prompt` names others than the prompt
+    # (A1111 activates hr_prompt's own: none if it has no tag); None: the first pass's.
+    adapters: ActiveAdapters | None = None
 
     @property
     def is_latent(self) -> bool:

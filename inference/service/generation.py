@@ -10,7 +10,7 @@ import asyncio
 import functools
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import anyio
 from PIL import Image, ImageFilter, ImageOps
@@ -207,9 +207,11 @@ class GenerationService:
             hires = self._hires(req, model, width, height)
             if req.hr_prompt:
                 try:
-                    hr_prompt, _ = extract_adapters(req.hr_prompt, model.loras)
+                    hr_prompt, hr_adapters = extract_adapters(req.hr_prompt, model.loras)
                 except ValueError as error:
                     raise InvalidInput("hr_prompt", str(error), req.hr_prompt) from None
+                if hr_adapters != adapters:
+                    hires = replace(hires, adapters=hr_adapters)
             hr_negative_prompt = req.hr_negative_prompt or None
 
         kind: Kind = "txt2img"

@@ -100,6 +100,24 @@ def test_a1111_text_encoder_and_unet_weights_reach_the_batch_and_the_infotext(se
     assert bad.status_code == 422 and "unknown parameter lbw" in bad.text
 
 
+def test_hr_prompt_tags_choose_the_second_pass_adapters_as_in_a1111(served):
+    client, recorder, _ = served
+    hires = {"enable_hr": True, "hr_scale": 1.5, "hr_second_pass_steps": 2, "denoising_strength": 0.6}
+
+    def run(prompt, **extra):
+        response = _txt2img(client, prompt, **hires, **extra)
+        return _pixels(response), recorder.calls[-1][0]
+
+    styled, key = run("a cat <lora:ink:1>")
+    assert key.adapters == (("ink", 1.0, 1.0),) and key.hires.adapters is None  # both passes
+    first_only, key = run("a cat <lora:ink:1>", hr_prompt="a cat, detailed")
+    assert key.hires.adapters == ()  # an hr_prompt without tags: the second pass has none
+    second_only, key = run("a cat", hr_prompt="a cat, detailed <lora:ink:1>")
+    assert key.adapters == () and key.hires.adapters == (("ink", 1.0, 1.0),)
+    plain, _ = run("a cat", hr_prompt="a cat, detailed")
+    assert len({styled, first_only, second_only, plain}) == 4
+
+
 def test_requests_with_different_adapters_are_never_batched_together(served):
     client, recorder, _ = served
     alone = {p: _pixels(_txt2img(client, p)) for p in ("a fox <lora:ink:1>", "a fox")}
