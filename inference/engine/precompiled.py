@@ -174,11 +174,8 @@ class PrecompiledForward:
             else:
                 store.fallbacks += 1
         self.functions[signature] = function
-        if function is None:
-            return fallback(*args, **kwargs)
-        result = function(self.module, *args, **kwargs)
-        self.proven.add(signature)
-        return result
+        # Run as any first call: a failure of the new function falls back to dynamo too.
+        return self.run(signature, args, kwargs, fallback)
 
     def _discard(self, signature: Any, reason: str) -> None:
         store = self.store()
