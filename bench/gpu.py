@@ -173,20 +173,13 @@ def lora_batches(bench: Bench, model, arch: dict) -> None:
     (inference/engine/lora_merge.py), it runs the warmed graphs, so "LoRA / plain" must be
     about 1.0 with no eager call; and the switch, timed both ways. The model's weights are
     exactly the plain ones again afterwards (the sweep uses it)."""
-    import torch
-    from peft import LoraConfig
-
     from inference.engine.lora import LoraSpec
     from inference.engine.lora_merge import UnetAdapters
 
-    unet = model.text2img.unet
-    unet.add_adapter(LoraConfig(r=16, lora_alpha=16, init_lora_weights="gaussian",
-                                target_modules=["to_q", "to_k", "to_v", "to_out.0"]), adapter_name="style")
-    with torch.no_grad():
-        for name, parameter in unet.named_parameters():
-            if "lora_B" in name:
-                parameter.normal_(std=0.01)
-    adapters = UnetAdapters.take_from(unet)
+    from .lora_merge_cpu import add_random_attention_lora
+
+    add_random_attention_lora(model.text2img.unet, rank=16)
+    adapters = UnetAdapters.take_from(model.text2img.unet)
     model.loras, model.unet_adapters = {"style": LoraSpec(source="random", name="style")}, adapters
     try:
         def switch(active) -> float:

@@ -19,6 +19,23 @@ import statistics
 import time
 
 
+def add_random_attention_lora(unet, rank: int, name: str = "style") -> None:
+    """A rank-`rank` adapter on the attention projections (to_q, to_k, to_v, to_out.0),
+    made with PEFT, its B factors random (PEFT starts them at zero: a no-op adapter)."""
+    import torch
+    from peft import LoraConfig
+
+    unet.add_adapter(
+        LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian",
+                   target_modules=["to_q", "to_k", "to_v", "to_out.0"]),
+        adapter_name=name,
+    )
+    with torch.no_grad():
+        for parameter_name, parameter in unet.named_parameters():
+            if "lora_B" in parameter_name:
+                parameter.normal_(std=0.01)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
@@ -27,22 +44,13 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
     from diffusers import UNet2DConditionModel
-    from peft import LoraConfig
 
     from inference.engine.lora_merge import UnetAdapters
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(cross_attention_dim=768, sample_size=64, attention_head_dim=8).eval()
     unet.requires_grad_(False)
-    unet.add_adapter(
-        LoraConfig(r=args.rank, lora_alpha=args.rank, init_lora_weights="gaussian",
-                   target_modules=["to_q", "to_k", "to_v", "to_out.0"]),
-        adapter_name="style",
-    )
-    with torch.no_grad():
-        for name, parameter in unet.named_parameters():
-            if "lora_B" in name:
-                parameter.normal_(std=0.01)
+    add_random_attention_lora(unet, args.rank)
     started = time.perf_counter()
     adapters = UnetAdapters.take_from(unet)
     take_seconds = time.perf_counter() - started
